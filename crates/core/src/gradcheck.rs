@@ -120,7 +120,12 @@ pub type NamedInput = (String, ArrayD<f64>);
 /// # Errors
 /// [`Error::Config`] for bad settings, [`Error::Shape`] if `f` returns input gradients of the
 /// wrong number or shape, and whatever `f` returns.
-pub fn check_fn<M, Fun>(cfg: &GradCheck, model: &mut M, inputs: &mut [NamedInput], mut f: Fun) -> Result<GradCheckReport>
+pub fn check_fn<M, Fun>(
+    cfg: &GradCheck,
+    model: &mut M,
+    inputs: &mut [NamedInput],
+    mut f: Fun,
+) -> Result<GradCheckReport>
 where
     M: Parameterized<f64> + ?Sized,
     Fun: FnMut(&mut M, &[NamedInput]) -> Result<(f64, Vec<ArrayD<f64>>)>,
@@ -219,7 +224,11 @@ where
 ///
 /// # Errors
 /// As [`check_fn`], plus the layer's own errors.
-pub fn check_layer<L: Layer<f64>>(cfg: &GradCheck, layer: &mut L, input: ArrayView2<'_, f64>) -> Result<GradCheckReport> {
+pub fn check_layer<L: Layer<f64>>(
+    cfg: &GradCheck,
+    layer: &mut L,
+    input: ArrayView2<'_, f64>,
+) -> Result<GradCheckReport> {
     let mut weights: Option<Array2<f64>> = None;
     let mut rng = seeded_rng(cfg.seed);
     let mut inputs = vec![("x".to_string(), input.to_owned().into_dyn())];

@@ -9,7 +9,7 @@ mod param;
 mod rng;
 pub mod validate;
 
-pub use cell::{Cell, StepRefs, SeqRefs, State};
+pub use cell::{Cell, SeqRefs, State, StepRefs};
 pub use error::{Error, Result};
 pub use float::Float;
 pub use gradcheck::{GradCheck, GradCheckReport, Mismatch, NamedInput, check_fn, check_layer};

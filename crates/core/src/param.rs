@@ -30,10 +30,7 @@ impl<F: Float, D: Dimension> Param<F, D> {
 
     /// Mutable views with a dynamic dimension, for visitors.
     pub fn view_mut(&mut self) -> ParamViewMut<'_, F> {
-        ParamViewMut {
-            value: self.value.view_mut().into_dyn(),
-            grad: self.grad.view_mut().into_dyn(),
-        }
+        ParamViewMut { value: self.value.view_mut().into_dyn(), grad: self.grad.view_mut().into_dyn() }
     }
 }
 
