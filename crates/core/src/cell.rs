@@ -138,6 +138,12 @@ pub struct SeqRefs<'a, F> {
 ///
 /// # Shapes
 /// States are `[batch, state_width]` with `state_width = state_names().len() · hidden_dim`.
+/// The unroller hands every method standard-layout (row-major, contiguous) views of exactly
+/// these shapes; a cell may return [`Error::Shape`] for anything else.
+///
+/// # Errors
+/// Every method returns `Result` so that a cell can refuse views it cannot work on
+/// (non-contiguous or wrongly shaped) instead of panicking.
 pub trait Cell<F: Float>: Parameterized<F> {
     /// A short name for messages (`"lstm"`).
     fn name(&self) -> &'static str;
@@ -168,7 +174,7 @@ pub trait Cell<F: Float>: Parameterized<F> {
 
     /// Writes the input projection of all rows: `x` `[n, input_dim]` → `out` `[n, proj_dim]`.
     /// The unroller has checked both shapes.
-    fn project_input(&self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>);
+    fn project_input(&self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()>;
 
     /// One forward step at time `t`: reads `xp` `[batch, proj_dim]` and `prev`, writes `next`
     /// and `cache`. `&mut self` lets normalised cells update running statistics.
@@ -180,7 +186,7 @@ pub trait Cell<F: Float>: Parameterized<F> {
         next: ArrayViewMut2<'_, F>,
         cache: &mut [F],
         scratch: &mut [F],
-    );
+    ) -> Result<()>;
 
     /// One backward step: from `dnext` = ∂L/∂s_t writes `dprev` = ∂L/∂s_{t−1} (overwriting),
     /// `dxp` = ∂L/∂xp_t and `drec` (`[batch, rec_grad_dim]`). Touches no parameter gradient.
@@ -193,24 +199,30 @@ pub trait Cell<F: Float>: Parameterized<F> {
         dxp: ArrayViewMut2<'_, F>,
         drec: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
-    );
+    ) -> Result<()>;
 
     /// Adds ∂L/∂θ for every parameter from the whole sequence's buffers.
-    fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>);
+    fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()>;
 
     /// Writes ∂L/∂x `[n, input_dim]` from ∂L/∂xp `[n, proj_dim]`.
-    fn input_grad(&self, dxp: ArrayView2<'_, F>, dx: ArrayViewMut2<'_, F>);
+    fn input_grad(&self, dxp: ArrayView2<'_, F>, dx: ArrayViewMut2<'_, F>) -> Result<()>;
 
     /// Jacobian–vector product: writes `out` = (∂s_t/∂s_{t−1})·`v`, both `[batch, state_width]`.
-    fn jvp_state(&self, step: StepRefs<'_, F>, v: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>, scratch: &mut [F]);
+    fn jvp_state(
+        &self,
+        step: StepRefs<'_, F>,
+        v: ArrayView2<'_, F>,
+        out: ArrayViewMut2<'_, F>,
+        scratch: &mut [F],
+    ) -> Result<()>;
 
     /// Vector–Jacobian product: writes `out` = `u`ᵀ·(∂s_t/∂s_{t−1}), both `[batch, state_width]`.
     /// Provided through [`Cell::step_backward`]; allocates its temporaries.
-    fn vjp_state(&self, step: StepRefs<'_, F>, u: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) {
+    fn vjp_state(&self, step: StepRefs<'_, F>, u: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()> {
         let batch = u.nrows();
         let mut dxp = Array2::zeros((batch, self.proj_dim()));
         let mut drec = Array2::zeros((batch, self.rec_grad_dim()));
         let mut scratch = vec![F::zero(); self.scratch_len(batch)];
-        self.step_backward(step, u, out, dxp.view_mut(), drec.view_mut(), &mut scratch);
+        self.step_backward(step, u, out, dxp.view_mut(), drec.view_mut(), &mut scratch)
     }
 }

@@ -115,6 +115,7 @@ impl Float for f32 {
 /// tanh as a [13/6] rational function of x on [−c, c], clamped outside it
 /// (the minimax coefficients used by Eigen's `ptanh` for float).
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // the published coefficients, kept as printed
 fn tanh_rational_f32(x: f32) -> f32 {
     const CLAMP: f32 = 7.905_311;
     const A1: f32 = 4.893_524_6e-3;

@@ -1,0 +1,499 @@
+//! The GRU cell (Cho et al. 2014; Chung et al. 2014) in both published variants.
+
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Ix1, Ix2, s};
+use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
+use rnnlab_init::Init;
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::{add_bias_rows, add_col_sums, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
+use crate::params::{check_param_shapes, shape_err};
+
+/// Where the reset gate acts in the candidate state n.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GruVariant {
+    /// PyTorch / cuDNN: n = tanh(W_in x + b_in + r ⊙ (W_hn h_{t−1} + b_hn)).
+    #[default]
+    ResetAfter,
+    /// Cho et al. 2014: n = tanh(W_in x + b_in + W_hn (r ⊙ h_{t−1}) + b_hn).
+    ResetBefore,
+}
+
+/// Configuration of a [`Gru`] cell. Defaults as [`crate::LstmConfig`]'s, without a forget bias:
+/// `w_ih` Xavier-uniform and `w_hh` orthogonal per gate block, zero biases, reset-after.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GruConfig {
+    /// Input width I.
+    pub input_dim: usize,
+    /// Hidden width H.
+    pub hidden_dim: usize,
+    /// The variant (default [`GruVariant::ResetAfter`], PyTorch's).
+    pub variant: GruVariant,
+    /// Initialiser of `w_ih`, applied per gate block.
+    pub w_ih_init: Init,
+    /// Initialiser of `w_hh`, applied per gate block.
+    pub w_hh_init: Init,
+    /// Initialiser of both biases.
+    pub bias_init: Init,
+}
+
+impl GruConfig {
+    /// The default configuration for the given sizes.
+    pub fn new(input_dim: usize, hidden_dim: usize) -> Self {
+        Self {
+            input_dim,
+            hidden_dim,
+            variant: GruVariant::ResetAfter,
+            w_ih_init: Init::XavierUniform { gain: 1.0 },
+            w_hh_init: Init::Orthogonal { gain: 1.0 },
+            bias_init: Init::Zeros,
+        }
+    }
+
+    /// Sets the variant.
+    pub fn with_variant(mut self, variant: GruVariant) -> Self {
+        self.variant = variant;
+        self
+    }
+
+    /// Sets the initialiser of `w_ih`.
+    pub fn with_w_ih_init(mut self, init: Init) -> Self {
+        self.w_ih_init = init;
+        self
+    }
+
+    /// Sets the initialiser of `w_hh`.
+    pub fn with_w_hh_init(mut self, init: Init) -> Self {
+        self.w_hh_init = init;
+        self
+    }
+
+    /// Sets the initialiser of the biases.
+    pub fn with_bias_init(mut self, init: Init) -> Self {
+        self.bias_init = init;
+        self
+    }
+
+    /// Draws the parameters.
+    ///
+    /// # Errors
+    /// [`rnnlab_core::Error::Config`] for a zero size or an invalid initialiser.
+    pub fn init<F: Float>(&self, rng: &mut Rng) -> Result<Gru<F>> {
+        let op = "GruConfig::init";
+        rnnlab_core::validate::positive_size(op, "input_dim", self.input_dim)?;
+        rnnlab_core::validate::positive_size(op, "hidden_dim", self.hidden_dim)?;
+        let (i, h) = (self.input_dim, self.hidden_dim);
+        let w_ih = self.w_ih_init.packed::<F>(3, h, i, rng)?;
+        let w_hh = self.w_hh_init.packed::<F>(3, h, h, rng)?;
+        let b_ih = self.bias_init.array1::<F>(3 * h, rng)?;
+        let b_hh = self.bias_init.array1::<F>(3 * h, rng)?;
+        Gru::from_params(self.variant, w_ih, w_hh, b_ih, b_hh)
+    }
+}
+
+/// A GRU cell with PyTorch's gate order r, z, n and update convention:
+///
+/// ```text
+/// r = σ(W_ir x + b_ir + W_hr h_{t−1} + b_hr)
+/// z = σ(W_iz x + b_iz + W_hz h_{t−1} + b_hz)
+/// n = tanh(W_in x + b_in + r ⊙ (W_hn h_{t−1} + b_hn))      (reset-after, PyTorch/cuDNN)
+/// n = tanh(W_in x + b_in + W_hn (r ⊙ h_{t−1}) + b_hn)      (reset-before, Cho et al. 2014)
+/// h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
+/// ```
+///
+/// z multiplies the *old* state, as in PyTorch, Keras and cuDNN; Cho et al. and Chung et al.
+/// print the same equation with z and 1 − z swapped, which only relabels the gate.
+///
+/// Parameters as `torch.nn.GRU` layer 0: `w_ih` `[3H, I]`, `w_hh` `[3H, H]`, `b_ih`, `b_hh`
+/// `[3H]`, blocks of H in the order r, z, n. State parts `["h"]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "F: Float")]
+pub struct Gru<F: Float> {
+    variant: GruVariant,
+    w_ih: Param<F, Ix2>,
+    w_hh: Param<F, Ix2>,
+    b_ih: Param<F, Ix1>,
+    b_hh: Param<F, Ix1>,
+}
+
+const STATE: &[&str] = &["h"];
+
+impl<F: Float> Gru<F> {
+    /// A cell from given parameters, `w_ih` `[3H, I]`, `w_hh` `[3H, H]`, `b_ih` and `b_hh` `[3H]`.
+    ///
+    /// # Errors
+    /// [`rnnlab_core::Error::Shape`] if the shapes do not fit together,
+    /// [`rnnlab_core::Error::Config`] for a zero size.
+    pub fn from_params(
+        variant: GruVariant,
+        w_ih: Array2<F>,
+        w_hh: Array2<F>,
+        b_ih: Array1<F>,
+        b_hh: Array1<F>,
+    ) -> Result<Self> {
+        check_param_shapes("Gru::from_params", 3, &w_ih, &w_hh, &b_ih, &b_hh)?;
+        Ok(Self {
+            variant,
+            w_ih: Param::new(w_ih),
+            w_hh: Param::new(w_hh),
+            b_ih: Param::new(b_ih),
+            b_hh: Param::new(b_hh),
+        })
+    }
+
+    /// The variant.
+    pub fn variant(&self) -> GruVariant {
+        self.variant
+    }
+}
+
+impl<F: Float> Parameterized<F> for Gru<F> {
+    fn visit_params(&self, v: &mut dyn FnMut(&str, ParamView<'_, F>)) {
+        v("w_ih", self.w_ih.view());
+        v("w_hh", self.w_hh.view());
+        v("b_ih", self.b_ih.view());
+        v("b_hh", self.b_hh.view());
+    }
+
+    fn visit_params_mut(&mut self, v: &mut dyn FnMut(&str, ParamViewMut<'_, F>)) {
+        v("w_ih", self.w_ih.view_mut());
+        v("w_hh", self.w_hh.view_mut());
+        v("b_ih", self.b_ih.view_mut());
+        v("b_hh", self.b_hh.view_mut());
+    }
+}
+
+impl<F: Float> Cell<F> for Gru<F> {
+    fn name(&self) -> &'static str {
+        match self.variant {
+            GruVariant::ResetAfter => "gru",
+            GruVariant::ResetBefore => "gru_reset_before",
+        }
+    }
+
+    fn input_dim(&self) -> usize {
+        self.w_ih.value.ncols()
+    }
+
+    fn hidden_dim(&self) -> usize {
+        self.w_hh.value.ncols()
+    }
+
+    fn state_names(&self) -> &'static [&'static str] {
+        STATE
+    }
+
+    fn proj_dim(&self) -> usize {
+        3 * self.hidden_dim()
+    }
+
+    fn rec_grad_dim(&self) -> usize {
+        // Reset-after: ∂L/∂(W_hh h + b_hh), whose n block (r ⊙ δn) differs from the input path's.
+        match self.variant {
+            GruVariant::ResetAfter => 3 * self.hidden_dim(),
+            GruVariant::ResetBefore => 0,
+        }
+    }
+
+    fn cache_len(&self, batch: usize) -> usize {
+        // Per row: r, z, n, and for reset-after also hn = W_hn h + b_hn.
+        match self.variant {
+            GruVariant::ResetAfter => 4 * batch * self.hidden_dim(),
+            GruVariant::ResetBefore => 3 * batch * self.hidden_dim(),
+        }
+    }
+
+    fn scratch_len(&self, batch: usize) -> usize {
+        4 * batch * self.hidden_dim()
+    }
+
+    fn project_input(&self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
+        gemm(F::one(), &x, &self.w_ih.value.t(), F::zero(), &mut out);
+        let h = self.hidden_dim();
+        let mut bias = &self.b_ih.value + &self.b_hh.value;
+        if self.variant == GruVariant::ResetAfter {
+            // b_hn sits inside r ⊙ (·): the step adds it to the recurrent projection instead.
+            bias.slice_mut(s![2 * h..]).assign(&self.b_ih.value.slice(s![2 * h..]));
+        }
+        add_bias_rows(&mut out, bias.view());
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        _t: usize,
+        xp: ArrayView2<'_, F>,
+        prev: ArrayView2<'_, F>,
+        next: ArrayViewMut2<'_, F>,
+        cache: &mut [F],
+        scratch: &mut [F],
+    ) -> Result<()> {
+        let op = "Gru::step";
+        let (b, h) = (xp.nrows(), self.hidden_dim());
+        let xps = slice(op, xp)?;
+        let hp = slice(op, prev)?;
+        let hn_out = slice_mut(op, next)?;
+        match self.variant {
+            GruVariant::ResetAfter => {
+                let mut u = ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
+                gemm(F::one(), &prev, &self.w_hh.value.t(), F::zero(), &mut u);
+                let u = &scratch[..3 * b * h];
+                let b_hn = self.b_hh.value.slice(s![2 * h..]);
+                let b_hn = b_hn.as_slice().ok_or_else(|| shape_err(op, ndarray::ShapeError::from_kind(ndarray::ErrorKind::IncompatibleLayout)))?;
+                for r in 0..b {
+                    let c = &mut cache[r * 4 * h..(r + 1) * 4 * h];
+                    let (x, u) = (&xps[r * 3 * h..(r + 1) * 3 * h], &u[r * 3 * h..(r + 1) * 3 * h]);
+                    for k in 0..2 * h {
+                        c[k] = x[k] + u[k];
+                    }
+                    sigmoid_inplace(&mut c[..2 * h]);
+                    let (rz, nh) = c.split_at_mut(2 * h);
+                    let (n, hn) = nh.split_at_mut(h);
+                    for k in 0..h {
+                        hn[k] = u[2 * h + k] + b_hn[k];
+                        n[k] = x[2 * h + k] + rz[k] * hn[k];
+                    }
+                    tanh_inplace(n);
+                    blend_row(&rz[h..], n, &hp[r * h..(r + 1) * h], &mut hn_out[r * h..(r + 1) * h]);
+                }
+            }
+            GruVariant::ResetBefore => {
+                let (u_rz, rest) = scratch.split_at_mut(2 * b * h);
+                let (rh, u_n) = rest.split_at_mut(b * h);
+                let mut urz = ArrayViewMut2::from_shape((b, 2 * h), &mut *u_rz).map_err(|e| shape_err(op, e))?;
+                gemm(F::one(), &prev, &self.w_hh.value.slice(s![..2 * h, ..]).t(), F::zero(), &mut urz);
+                for r in 0..b {
+                    let c = &mut cache[r * 3 * h..(r + 1) * 3 * h];
+                    let (x, u) = (&xps[r * 3 * h..(r + 1) * 3 * h], &u_rz[r * 2 * h..(r + 1) * 2 * h]);
+                    for k in 0..2 * h {
+                        c[k] = x[k] + u[k];
+                    }
+                    sigmoid_inplace(&mut c[..2 * h]);
+                    let hprev = &hp[r * h..(r + 1) * h];
+                    for k in 0..h {
+                        rh[r * h + k] = c[k] * hprev[k];
+                    }
+                }
+                let rhv = ArrayView2::from_shape((b, h), &*rh).map_err(|e| shape_err(op, e))?;
+                let mut unv = ArrayViewMut2::from_shape((b, h), &mut *u_n).map_err(|e| shape_err(op, e))?;
+                gemm(F::one(), &rhv, &self.w_hh.value.slice(s![2 * h.., ..]).t(), F::zero(), &mut unv);
+                for r in 0..b {
+                    let c = &mut cache[r * 3 * h..(r + 1) * 3 * h];
+                    let x = &xps[r * 3 * h + 2 * h..(r + 1) * 3 * h];
+                    let (rz, n) = c.split_at_mut(2 * h);
+                    for k in 0..h {
+                        n[k] = x[k] + u_n[r * h + k];
+                    }
+                    tanh_inplace(n);
+                    blend_row(&rz[h..], n, &hp[r * h..(r + 1) * h], &mut hn_out[r * h..(r + 1) * h]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn step_backward(
+        &self,
+        step: StepRefs<'_, F>,
+        dnext: ArrayView2<'_, F>,
+        mut dprev: ArrayViewMut2<'_, F>,
+        mut dxp: ArrayViewMut2<'_, F>,
+        mut drec: ArrayViewMut2<'_, F>,
+        scratch: &mut [F],
+    ) -> Result<()> {
+        let op = "Gru::step_backward";
+        let (b, h) = (dnext.nrows(), self.hidden_dim());
+        let hp = slice(op, step.prev)?;
+        let dh = slice(op, dnext)?;
+        let one = F::one();
+        match self.variant {
+            GruVariant::ResetAfter => {
+                {
+                    let dx = slice_mut(op, dxp.view_mut())?;
+                    let dr = slice_mut(op, drec.view_mut())?;
+                    let dp = slice_mut(op, dprev.view_mut())?;
+                    for row in 0..b {
+                        let c = &step.cache[row * 4 * h..(row + 1) * 4 * h];
+                        let (r, z, n, hn) = (&c[..h], &c[h..2 * h], &c[2 * h..3 * h], &c[3 * h..]);
+                        let hprev = &hp[row * h..(row + 1) * h];
+                        let dhr = &dh[row * h..(row + 1) * h];
+                        let dxr = &mut dx[row * 3 * h..(row + 1) * 3 * h];
+                        let drr = &mut dr[row * 3 * h..(row + 1) * 3 * h];
+                        let dpr = &mut dp[row * h..(row + 1) * h];
+                        for k in 0..h {
+                            let da_n = dhr[k] * (one - z[k]) * (one - n[k] * n[k]);
+                            let da_z = dhr[k] * (hprev[k] - n[k]) * z[k] * (one - z[k]);
+                            let da_r = da_n * hn[k] * r[k] * (one - r[k]);
+                            dxr[k] = da_r;
+                            dxr[h + k] = da_z;
+                            dxr[2 * h + k] = da_n;
+                            drr[k] = da_r;
+                            drr[h + k] = da_z;
+                            drr[2 * h + k] = r[k] * da_n;
+                            dpr[k] = dhr[k] * z[k];
+                        }
+                    }
+                }
+                gemm(one, &drec.view(), &self.w_hh.value.view(), one, &mut dprev);
+            }
+            GruVariant::ResetBefore => {
+                {
+                    let dx = slice_mut(op, dxp.view_mut())?;
+                    for row in 0..b {
+                        let c = &step.cache[row * 3 * h..(row + 1) * 3 * h];
+                        let (z, n) = (&c[h..2 * h], &c[2 * h..]);
+                        let hprev = &hp[row * h..(row + 1) * h];
+                        let dhr = &dh[row * h..(row + 1) * h];
+                        let dxr = &mut dx[row * 3 * h..(row + 1) * 3 * h];
+                        for k in 0..h {
+                            dxr[2 * h + k] = dhr[k] * (one - z[k]) * (one - n[k] * n[k]);
+                            dxr[h + k] = dhr[k] * (hprev[k] - n[k]) * z[k] * (one - z[k]);
+                        }
+                    }
+                }
+                // δ(r ⊙ h_{t−1}) = δa_n · W_hn
+                let drh_buf = &mut scratch[..b * h];
+                let mut drh = ArrayViewMut2::from_shape((b, h), &mut *drh_buf).map_err(|e| shape_err(op, e))?;
+                gemm(one, &dxp.slice(s![.., 2 * h..]), &self.w_hh.value.slice(s![2 * h.., ..]), F::zero(), &mut drh);
+                {
+                    let dx = slice_mut(op, dxp.view_mut())?;
+                    let dp = slice_mut(op, dprev.view_mut())?;
+                    for row in 0..b {
+                        let c = &step.cache[row * 3 * h..(row + 1) * 3 * h];
+                        let (r, z) = (&c[..h], &c[h..2 * h]);
+                        let hprev = &hp[row * h..(row + 1) * h];
+                        let dhr = &dh[row * h..(row + 1) * h];
+                        let drhr = &drh_buf[row * h..(row + 1) * h];
+                        let dxr = &mut dx[row * 3 * h..(row + 1) * 3 * h];
+                        let dpr = &mut dp[row * h..(row + 1) * h];
+                        for k in 0..h {
+                            dxr[k] = drhr[k] * hprev[k] * r[k] * (one - r[k]);
+                            dpr[k] = dhr[k] * z[k] + drhr[k] * r[k];
+                        }
+                    }
+                }
+                gemm(one, &dxp.slice(s![.., ..2 * h]), &self.w_hh.value.slice(s![..2 * h, ..]), one, &mut dprev);
+            }
+        }
+        Ok(())
+    }
+
+    fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
+        let one = F::one();
+        let h = self.hidden_dim();
+        gemm(one, &seq.dxp.t(), &seq.x, one, &mut self.w_ih.grad.view_mut());
+        add_col_sums(&mut self.b_ih.grad, &seq.dxp);
+        match self.variant {
+            GruVariant::ResetAfter => {
+                gemm(one, &seq.drec.t(), &seq.prev, one, &mut self.w_hh.grad.view_mut());
+                add_col_sums(&mut self.b_hh.grad, &seq.drec);
+            }
+            GruVariant::ResetBefore => {
+                add_col_sums(&mut self.b_hh.grad, &seq.dxp);
+                gemm(
+                    one,
+                    &seq.dxp.slice(s![.., ..2 * h]).t(),
+                    &seq.prev,
+                    one,
+                    &mut self.w_hh.grad.slice_mut(s![..2 * h, ..]),
+                );
+                // W_hn's input is r ⊙ h_{t−1}: rebuild it from the cached r.
+                let n = seq.prev.nrows();
+                let mut rh = Array2::<F>::zeros((n, h));
+                for t in 0..n / seq.batch.max(1) {
+                    let cache = seq.cache.row(t);
+                    let cache = cache.as_slice().ok_or_else(|| {
+                        shape_err("Gru::accumulate_grads", ndarray::ShapeError::from_kind(ndarray::ErrorKind::IncompatibleLayout))
+                    })?;
+                    for b in 0..seq.batch {
+                        let row = t * seq.batch + b;
+                        let r = &cache[b * 3 * h..b * 3 * h + h];
+                        let mut out = rh.row_mut(row);
+                        for k in 0..h {
+                            out[k] = r[k] * seq.prev[[row, k]];
+                        }
+                    }
+                }
+                gemm(one, &seq.dxp.slice(s![.., 2 * h..]).t(), &rh.view(), one, &mut self.w_hh.grad.slice_mut(s![2 * h.., ..]));
+            }
+        }
+        Ok(())
+    }
+
+    fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
+        gemm(F::one(), &dxp, &self.w_ih.value.view(), F::zero(), &mut dx);
+        Ok(())
+    }
+
+    fn jvp_state(
+        &self,
+        step: StepRefs<'_, F>,
+        v: ArrayView2<'_, F>,
+        out: ArrayViewMut2<'_, F>,
+        scratch: &mut [F],
+    ) -> Result<()> {
+        let op = "Gru::jvp_state";
+        let (b, h) = (v.nrows(), self.hidden_dim());
+        let one = F::one();
+        let hp = slice(op, step.prev)?;
+        let vs = slice(op, v)?;
+        let o = slice_mut(op, out)?;
+        match self.variant {
+            GruVariant::ResetAfter => {
+                let mut u = ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
+                gemm(one, &v, &self.w_hh.value.t(), F::zero(), &mut u);
+                let u = &scratch[..3 * b * h];
+                for row in 0..b {
+                    let c = &step.cache[row * 4 * h..(row + 1) * 4 * h];
+                    let (r, z, n, hn) = (&c[..h], &c[h..2 * h], &c[2 * h..3 * h], &c[3 * h..]);
+                    let ur = &u[row * 3 * h..(row + 1) * 3 * h];
+                    for k in 0..h {
+                        let i = row * h + k;
+                        let dr = r[k] * (one - r[k]) * ur[k];
+                        let dz = z[k] * (one - z[k]) * ur[h + k];
+                        let dn = (one - n[k] * n[k]) * (dr * hn[k] + r[k] * ur[2 * h + k]);
+                        o[i] = (hp[i] - n[k]) * dz + (one - z[k]) * dn + z[k] * vs[i];
+                    }
+                }
+            }
+            GruVariant::ResetBefore => {
+                let (u_rz, rest) = scratch.split_at_mut(2 * b * h);
+                let (drh, u_n) = rest.split_at_mut(b * h);
+                let mut urz = ArrayViewMut2::from_shape((b, 2 * h), &mut *u_rz).map_err(|e| shape_err(op, e))?;
+                gemm(one, &v, &self.w_hh.value.slice(s![..2 * h, ..]).t(), F::zero(), &mut urz);
+                for row in 0..b {
+                    let c = &step.cache[row * 3 * h..(row + 1) * 3 * h];
+                    for k in 0..h {
+                        let i = row * h + k;
+                        let dr = c[k] * (one - c[k]) * u_rz[row * 2 * h + k];
+                        drh[i] = dr * hp[i] + c[k] * vs[i];
+                    }
+                }
+                let drhv = ArrayView2::from_shape((b, h), &*drh).map_err(|e| shape_err(op, e))?;
+                let mut unv = ArrayViewMut2::from_shape((b, h), &mut *u_n).map_err(|e| shape_err(op, e))?;
+                gemm(one, &drhv, &self.w_hh.value.slice(s![2 * h.., ..]).t(), F::zero(), &mut unv);
+                for row in 0..b {
+                    let c = &step.cache[row * 3 * h..(row + 1) * 3 * h];
+                    let (z, n) = (&c[h..2 * h], &c[2 * h..]);
+                    for k in 0..h {
+                        let i = row * h + k;
+                        let dz = z[k] * (one - z[k]) * u_rz[row * 2 * h + h + k];
+                        let dn = (one - n[k] * n[k]) * u_n[i];
+                        o[i] = (hp[i] - n[k]) * dz + (one - z[k]) * dn + z[k] * vs[i];
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// h = (1 − z) ⊙ n + z ⊙ h_prev for one batch row.
+#[inline]
+fn blend_row<F: Float>(z: &[F], n: &[F], h_prev: &[F], h: &mut [F]) {
+    let k = h.len();
+    let (z, n, h_prev) = (&z[..k], &n[..k], &h_prev[..k]);
+    for j in 0..k {
+        h[j] = n[j] + z[j] * (h_prev[j] - n[j]);
+    }
+}

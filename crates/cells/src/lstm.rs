@@ -1,0 +1,348 @@
+//! The LSTM cell (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000),
+//! PyTorch's gate order and parameter layout.
+
+use ndarray::{Array1, ArrayView2, ArrayViewMut2, Ix1, Ix2, s};
+use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
+use rnnlab_init::Init;
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::{add_bias_rows, add_col_sums, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
+use crate::params::{check_param_shapes, shape_err};
+
+/// Configuration of an [`Lstm`] cell.
+///
+/// Defaults: `w_ih` Xavier-uniform and `w_hh` orthogonal, each initialised per gate block
+/// (fans and orthogonality from the `[hidden_dim, ·]` block, not the packed matrix), biases
+/// zero except the forget gate's `b_ih` block, set to `forget_bias = 1.0`
+/// (Jozefowicz et al. 2015; `b_hh`'s forget block stays 0, so the effective bias is 1.0).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LstmConfig {
+    /// Input width I.
+    pub input_dim: usize,
+    /// Hidden width H.
+    pub hidden_dim: usize,
+    /// The initial forget-gate bias (default 1.0).
+    pub forget_bias: f64,
+    /// Initialiser of `w_ih`, applied per gate block.
+    pub w_ih_init: Init,
+    /// Initialiser of `w_hh`, applied per gate block.
+    pub w_hh_init: Init,
+    /// Initialiser of both biases before the forget bias is set (default zeros).
+    pub bias_init: Init,
+}
+
+impl LstmConfig {
+    /// The default configuration for the given sizes.
+    pub fn new(input_dim: usize, hidden_dim: usize) -> Self {
+        Self {
+            input_dim,
+            hidden_dim,
+            forget_bias: 1.0,
+            w_ih_init: Init::XavierUniform { gain: 1.0 },
+            w_hh_init: Init::Orthogonal { gain: 1.0 },
+            bias_init: Init::Zeros,
+        }
+    }
+
+    /// Sets the initial forget-gate bias.
+    pub fn with_forget_bias(mut self, forget_bias: f64) -> Self {
+        self.forget_bias = forget_bias;
+        self
+    }
+
+    /// Sets the initialiser of `w_ih`.
+    pub fn with_w_ih_init(mut self, init: Init) -> Self {
+        self.w_ih_init = init;
+        self
+    }
+
+    /// Sets the initialiser of `w_hh`.
+    pub fn with_w_hh_init(mut self, init: Init) -> Self {
+        self.w_hh_init = init;
+        self
+    }
+
+    /// Sets the initialiser of the biases.
+    pub fn with_bias_init(mut self, init: Init) -> Self {
+        self.bias_init = init;
+        self
+    }
+
+    /// Draws the parameters.
+    ///
+    /// # Errors
+    /// [`rnnlab_core::Error::Config`] for a zero size, a non-finite forget bias or an invalid
+    /// initialiser.
+    pub fn init<F: Float>(&self, rng: &mut Rng) -> Result<Lstm<F>> {
+        let op = "LstmConfig::init";
+        rnnlab_core::validate::positive_size(op, "input_dim", self.input_dim)?;
+        rnnlab_core::validate::positive_size(op, "hidden_dim", self.hidden_dim)?;
+        rnnlab_core::validate::finite_param(op, "forget_bias", self.forget_bias)?;
+        let (i, h) = (self.input_dim, self.hidden_dim);
+        let w_ih = self.w_ih_init.packed::<F>(4, h, i, rng)?;
+        let w_hh = self.w_hh_init.packed::<F>(4, h, h, rng)?;
+        let mut b_ih = self.bias_init.array1::<F>(4 * h, rng)?;
+        let b_hh = self.bias_init.array1::<F>(4 * h, rng)?;
+        b_ih.slice_mut(s![h..2 * h]).fill(F::of(self.forget_bias));
+        Lstm::from_params(w_ih, w_hh, b_ih, b_hh)
+    }
+}
+
+/// An LSTM cell with PyTorch's gate order i, f, g, o:
+///
+/// ```text
+/// [ĩ f̃ g̃ õ] = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh
+/// i = σ(ĩ), f = σ(f̃), g = tanh(g̃), o = σ(õ)
+/// c_t = f ⊙ c_{t−1} + i ⊙ g,   h_t = o ⊙ tanh(c_t)
+/// ```
+///
+/// Parameters, as `torch.nn.LSTM` layer 0 (`weight_ih_l0` = `w_ih`, …): `w_ih` `[4H, I]`,
+/// `w_hh` `[4H, H]`, `b_ih` `[4H]`, `b_hh` `[4H]`, rows in blocks of H in the order i, f, g, o.
+/// State parts `["h", "c"]`.
+///
+/// Backward (δ = ∂L/∂·): δc = δc_t + δh ⊙ o ⊙ (1 − tanh²c_t); δõ = δh ⊙ tanh c_t ⊙ o(1−o);
+/// δĩ = δc ⊙ g ⊙ i(1−i); δf̃ = δc ⊙ c_{t−1} ⊙ f(1−f); δg̃ = δc ⊙ i ⊙ (1−g²);
+/// δc_{t−1} = δc ⊙ f; δh_{t−1} = [δĩ δf̃ δg̃ δõ] W_hh.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "F: Float")]
+pub struct Lstm<F: Float> {
+    w_ih: Param<F, Ix2>,
+    w_hh: Param<F, Ix2>,
+    b_ih: Param<F, Ix1>,
+    b_hh: Param<F, Ix1>,
+}
+
+const STATE: &[&str] = &["h", "c"];
+
+impl<F: Float> Lstm<F> {
+    /// A cell from given parameters (e.g. PyTorch's), `w_ih` `[4H, I]`, `w_hh` `[4H, H]`,
+    /// `b_ih` and `b_hh` `[4H]`.
+    ///
+    /// # Errors
+    /// [`rnnlab_core::Error::Shape`] if the shapes do not fit together,
+    /// [`rnnlab_core::Error::Config`] for a zero size.
+    pub fn from_params(
+        w_ih: ndarray::Array2<F>,
+        w_hh: ndarray::Array2<F>,
+        b_ih: Array1<F>,
+        b_hh: Array1<F>,
+    ) -> Result<Self> {
+        check_param_shapes("Lstm::from_params", 4, &w_ih, &w_hh, &b_ih, &b_hh)?;
+        Ok(Self { w_ih: Param::new(w_ih), w_hh: Param::new(w_hh), b_ih: Param::new(b_ih), b_hh: Param::new(b_hh) })
+    }
+}
+
+impl<F: Float> Parameterized<F> for Lstm<F> {
+    fn visit_params(&self, v: &mut dyn FnMut(&str, ParamView<'_, F>)) {
+        v("w_ih", self.w_ih.view());
+        v("w_hh", self.w_hh.view());
+        v("b_ih", self.b_ih.view());
+        v("b_hh", self.b_hh.view());
+    }
+
+    fn visit_params_mut(&mut self, v: &mut dyn FnMut(&str, ParamViewMut<'_, F>)) {
+        v("w_ih", self.w_ih.view_mut());
+        v("w_hh", self.w_hh.view_mut());
+        v("b_ih", self.b_ih.view_mut());
+        v("b_hh", self.b_hh.view_mut());
+    }
+}
+
+impl<F: Float> Cell<F> for Lstm<F> {
+    fn name(&self) -> &'static str {
+        "lstm"
+    }
+
+    fn input_dim(&self) -> usize {
+        self.w_ih.value.ncols()
+    }
+
+    fn hidden_dim(&self) -> usize {
+        self.w_hh.value.ncols()
+    }
+
+    fn state_names(&self) -> &'static [&'static str] {
+        STATE
+    }
+
+    fn proj_dim(&self) -> usize {
+        4 * self.hidden_dim()
+    }
+
+    fn cache_len(&self, batch: usize) -> usize {
+        // activated gates [batch, 4H], then tanh(c_t) [batch, H]
+        5 * batch * self.hidden_dim()
+    }
+
+    fn scratch_len(&self, batch: usize) -> usize {
+        4 * batch * self.hidden_dim()
+    }
+
+    fn project_input(&self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
+        gemm(F::one(), &x, &self.w_ih.value.t(), F::zero(), &mut out);
+        let bias = &self.b_ih.value + &self.b_hh.value;
+        add_bias_rows(&mut out, bias.view());
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        _t: usize,
+        xp: ArrayView2<'_, F>,
+        prev: ArrayView2<'_, F>,
+        next: ArrayViewMut2<'_, F>,
+        cache: &mut [F],
+        _scratch: &mut [F],
+    ) -> Result<()> {
+        let op = "Lstm::step";
+        let (b, h) = (xp.nrows(), self.hidden_dim());
+        let (gates, tc) = cache.split_at_mut(4 * b * h);
+        let mut gv = ArrayViewMut2::from_shape((b, 4 * h), &mut *gates).map_err(|e| shape_err(op, e))?;
+        gv.assign(&xp);
+        gemm(F::one(), &prev.slice(s![.., ..h]), &self.w_hh.value.t(), F::one(), &mut gv);
+        let prev = slice(op, prev)?;
+        let next = slice_mut(op, next)?;
+        for r in 0..b {
+            let g = &mut gates[r * 4 * h..(r + 1) * 4 * h];
+            sigmoid_inplace(&mut g[..2 * h]);
+            tanh_inplace(&mut g[2 * h..3 * h]);
+            sigmoid_inplace(&mut g[3 * h..]);
+            let c_prev = &prev[r * 2 * h + h..(r + 1) * 2 * h];
+            let (h_next, c_next) = next[r * 2 * h..(r + 1) * 2 * h].split_at_mut(h);
+            forward_row(g, c_prev, c_next, &mut tc[r * h..(r + 1) * h], h_next);
+        }
+        Ok(())
+    }
+
+    fn step_backward(
+        &self,
+        step: StepRefs<'_, F>,
+        dnext: ArrayView2<'_, F>,
+        mut dprev: ArrayViewMut2<'_, F>,
+        mut dxp: ArrayViewMut2<'_, F>,
+        _drec: ArrayViewMut2<'_, F>,
+        _scratch: &mut [F],
+    ) -> Result<()> {
+        let op = "Lstm::step_backward";
+        let (b, h) = (dnext.nrows(), self.hidden_dim());
+        let (gates, tc) = step.cache.split_at(4 * b * h);
+        let prev = slice(op, step.prev)?;
+        let dn = slice(op, dnext)?;
+        {
+            let dg = slice_mut(op, dxp.view_mut())?;
+            let dp = slice_mut(op, dprev.view_mut())?;
+            for r in 0..b {
+                let row2 = r * 2 * h..(r + 1) * 2 * h;
+                let (dh, dc_next) = dn[row2.clone()].split_at(h);
+                let dc_prev = &mut dp[row2.clone()][h..];
+                backward_row(
+                    &gates[r * 4 * h..(r + 1) * 4 * h],
+                    &tc[r * h..(r + 1) * h],
+                    &prev[row2][h..],
+                    dh,
+                    dc_next,
+                    &mut dg[r * 4 * h..(r + 1) * 4 * h],
+                    dc_prev,
+                );
+            }
+        }
+        gemm(F::one(), &dxp.view(), &self.w_hh.value.view(), F::zero(), &mut dprev.slice_mut(s![.., ..h]));
+        Ok(())
+    }
+
+    fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
+        let h = self.hidden_dim();
+        gemm(F::one(), &seq.dxp.t(), &seq.x, F::one(), &mut self.w_ih.grad.view_mut());
+        gemm(F::one(), &seq.dxp.t(), &seq.prev.slice(s![.., ..h]), F::one(), &mut self.w_hh.grad.view_mut());
+        add_col_sums(&mut self.b_ih.grad, &seq.dxp);
+        add_col_sums(&mut self.b_hh.grad, &seq.dxp);
+        Ok(())
+    }
+
+    fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
+        gemm(F::one(), &dxp, &self.w_ih.value.view(), F::zero(), &mut dx);
+        Ok(())
+    }
+
+    fn jvp_state(
+        &self,
+        step: StepRefs<'_, F>,
+        v: ArrayView2<'_, F>,
+        out: ArrayViewMut2<'_, F>,
+        scratch: &mut [F],
+    ) -> Result<()> {
+        let op = "Lstm::jvp_state";
+        let (b, h) = (v.nrows(), self.hidden_dim());
+        let u_buf = &mut scratch[..4 * b * h];
+        let mut u = ArrayViewMut2::from_shape((b, 4 * h), &mut *u_buf).map_err(|e| shape_err(op, e))?;
+        gemm(F::one(), &v.slice(s![.., ..h]), &self.w_hh.value.t(), F::zero(), &mut u);
+        let (gates, tc) = step.cache.split_at(4 * b * h);
+        let prev = slice(op, step.prev)?;
+        let vs = slice(op, v)?;
+        let out = slice_mut(op, out)?;
+        for r in 0..b {
+            let g = &gates[r * 4 * h..(r + 1) * 4 * h];
+            let u = &u_buf[r * 4 * h..(r + 1) * 4 * h];
+            let row2 = r * 2 * h..(r + 1) * 2 * h;
+            let c_prev = &prev[row2.clone()][h..];
+            let v_c = &vs[row2.clone()][h..];
+            let (o_h, o_c) = out[row2].split_at_mut(h);
+            for k in 0..h {
+                let (i, f, gg, o) = (g[k], g[h + k], g[2 * h + k], g[3 * h + k]);
+                let one = F::one();
+                let di = i * (one - i) * u[k];
+                let df = f * (one - f) * u[h + k];
+                let dg = (one - gg * gg) * u[2 * h + k];
+                let d_o = o * (one - o) * u[3 * h + k];
+                let t = tc[r * h + k];
+                let dc = df * c_prev[k] + f * v_c[k] + di * gg + i * dg;
+                o_c[k] = dc;
+                o_h[k] = d_o * t + o * (one - t * t) * dc;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// c = f⊙c_prev + i⊙g, tc = tanh(c), h = o⊙tc for one batch row; `g` holds the activated
+/// gates [i | f | g | o].
+#[inline]
+fn forward_row<F: Float>(g: &[F], c_prev: &[F], c: &mut [F], tc: &mut [F], h: &mut [F]) {
+    let n = c.len();
+    let (i, rest) = g.split_at(n);
+    let (f, rest) = rest.split_at(n);
+    let (gg, o) = rest.split_at(n);
+    let (o, c_prev, tc, h) = (&o[..n], &c_prev[..n], &mut tc[..n], &mut h[..n]);
+    for k in 0..n {
+        c[k] = f[k] * c_prev[k] + i[k] * gg[k];
+    }
+    tc.copy_from_slice(c);
+    tanh_inplace(tc);
+    for k in 0..n {
+        h[k] = o[k] * tc[k];
+    }
+}
+
+/// The LSTM step's backward for one batch row (formulas on [`Lstm`]).
+#[inline]
+fn backward_row<F: Float>(g: &[F], tc: &[F], c_prev: &[F], dh: &[F], dc_next: &[F], dg: &mut [F], dc_prev: &mut [F]) {
+    let n = tc.len();
+    let (i, rest) = g.split_at(n);
+    let (f, rest) = rest.split_at(n);
+    let (gg, o) = rest.split_at(n);
+    let (di, rest) = dg.split_at_mut(n);
+    let (df, rest) = rest.split_at_mut(n);
+    let (dgg, d_o) = rest.split_at_mut(n);
+    let (o, c_prev, dh, dc_next, d_o, dc_prev) =
+        (&o[..n], &c_prev[..n], &dh[..n], &dc_next[..n], &mut d_o[..n], &mut dc_prev[..n]);
+    let one = F::one();
+    for k in 0..n {
+        let t = tc[k];
+        let dc = dc_next[k] + dh[k] * o[k] * (one - t * t);
+        d_o[k] = dh[k] * t * o[k] * (one - o[k]);
+        di[k] = dc * gg[k] * i[k] * (one - i[k]);
+        df[k] = dc * c_prev[k] * f[k] * (one - f[k]);
+        dgg[k] = dc * i[k] * (one - gg[k] * gg[k]);
+        dc_prev[k] = dc * f[k];
+    }
+}

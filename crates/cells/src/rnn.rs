@@ -1,0 +1,258 @@
+//! The Elman RNN cell with any activation from `rnnlab-activations`.
+
+use ndarray::{Array1, ArrayView2, ArrayViewMut2, Ix1, Ix2};
+use rnnlab_activations::ActivationKind;
+use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
+use rnnlab_init::Init;
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::{add_bias_rows, add_col_sums, gemm, slice, slice_mut};
+use crate::params::check_param_shapes;
+
+/// Configuration of an [`Rnn`] cell.
+///
+/// Defaults: tanh, `w_ih` Xavier-uniform, `w_hh` orthogonal, zero biases. For the IRNN of
+/// Le et al. (2015) use `ActivationKind::Relu` with `Init::Identity { scale: 1.0 }` for `w_hh`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RnnConfig {
+    /// Input width I.
+    pub input_dim: usize,
+    /// Hidden width H.
+    pub hidden_dim: usize,
+    /// The nonlinearity φ (default tanh).
+    pub activation: ActivationKind,
+    /// Initialiser of `w_ih`.
+    pub w_ih_init: Init,
+    /// Initialiser of `w_hh`.
+    pub w_hh_init: Init,
+    /// Initialiser of both biases.
+    pub bias_init: Init,
+}
+
+impl RnnConfig {
+    /// The default configuration for the given sizes.
+    pub fn new(input_dim: usize, hidden_dim: usize) -> Self {
+        Self {
+            input_dim,
+            hidden_dim,
+            activation: ActivationKind::Tanh,
+            w_ih_init: Init::XavierUniform { gain: 1.0 },
+            w_hh_init: Init::Orthogonal { gain: 1.0 },
+            bias_init: Init::Zeros,
+        }
+    }
+
+    /// Sets the activation.
+    pub fn with_activation(mut self, activation: ActivationKind) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Sets the initialiser of `w_ih`.
+    pub fn with_w_ih_init(mut self, init: Init) -> Self {
+        self.w_ih_init = init;
+        self
+    }
+
+    /// Sets the initialiser of `w_hh`.
+    pub fn with_w_hh_init(mut self, init: Init) -> Self {
+        self.w_hh_init = init;
+        self
+    }
+
+    /// Sets the initialiser of the biases.
+    pub fn with_bias_init(mut self, init: Init) -> Self {
+        self.bias_init = init;
+        self
+    }
+
+    /// Draws the parameters.
+    ///
+    /// # Errors
+    /// [`rnnlab_core::Error::Config`] for a zero size, an invalid activation or initialiser.
+    pub fn init<F: Float>(&self, rng: &mut Rng) -> Result<Rnn<F>> {
+        let op = "RnnConfig::init";
+        rnnlab_core::validate::positive_size(op, "input_dim", self.input_dim)?;
+        rnnlab_core::validate::positive_size(op, "hidden_dim", self.hidden_dim)?;
+        let (i, h) = (self.input_dim, self.hidden_dim);
+        let w_ih = self.w_ih_init.array2::<F>(h, i, rng)?;
+        let w_hh = self.w_hh_init.array2::<F>(h, h, rng)?;
+        let b_ih = self.bias_init.array1::<F>(h, rng)?;
+        let b_hh = self.bias_init.array1::<F>(h, rng)?;
+        Rnn::from_params(self.activation, w_ih, w_hh, b_ih, b_hh)
+    }
+}
+
+/// The Elman RNN cell: h_t = φ(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh).
+///
+/// One step's state Jacobian is ∂h_t/∂h_{t−1} = diag(φ'(a_t))·W_hh — the factor whose
+/// product over time vanishes or explodes (Pascanu et al. 2013).
+///
+/// Parameters, as `torch.nn.RNN` layer 0: `w_ih` `[H, I]`, `w_hh` `[H, H]`, `b_ih`, `b_hh`
+/// `[H]`. State parts `["h"]`. Backward: δa = δh_t ⊙ φ'(a_t) (from the output h_t where the
+/// activation allows, else from the cached pre-activation a_t); δh_{t−1} = δa·W_hh.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "F: Float")]
+pub struct Rnn<F: Float> {
+    activation: ActivationKind,
+    w_ih: Param<F, Ix2>,
+    w_hh: Param<F, Ix2>,
+    b_ih: Param<F, Ix1>,
+    b_hh: Param<F, Ix1>,
+}
+
+const STATE: &[&str] = &["h"];
+
+impl<F: Float> Rnn<F> {
+    /// A cell from given parameters, `w_ih` `[H, I]`, `w_hh` `[H, H]`, `b_ih` and `b_hh` `[H]`.
+    ///
+    /// # Errors
+    /// [`rnnlab_core::Error::Shape`] if the shapes do not fit together,
+    /// [`rnnlab_core::Error::Config`] for a zero size or an invalid activation.
+    pub fn from_params(
+        activation: ActivationKind,
+        w_ih: ndarray::Array2<F>,
+        w_hh: ndarray::Array2<F>,
+        b_ih: Array1<F>,
+        b_hh: Array1<F>,
+    ) -> Result<Self> {
+        activation.validate()?;
+        check_param_shapes("Rnn::from_params", 1, &w_ih, &w_hh, &b_ih, &b_hh)?;
+        Ok(Self {
+            activation,
+            w_ih: Param::new(w_ih),
+            w_hh: Param::new(w_hh),
+            b_ih: Param::new(b_ih),
+            b_hh: Param::new(b_hh),
+        })
+    }
+
+    /// The activation φ.
+    pub fn activation(&self) -> ActivationKind {
+        self.activation
+    }
+
+    /// Multiplies `grad` by φ'(a) for one step, from the output `h` or the cached `a`.
+    fn times_derivative(&self, h: &[F], cache: &[F], grad: &mut [F]) -> Result<()> {
+        if self.activation.df_uses_output() {
+            self.activation.backward_from_output(h, grad)
+        } else {
+            self.activation.backward_from_input(cache, grad);
+            Ok(())
+        }
+    }
+}
+
+impl<F: Float> Parameterized<F> for Rnn<F> {
+    fn visit_params(&self, v: &mut dyn FnMut(&str, ParamView<'_, F>)) {
+        v("w_ih", self.w_ih.view());
+        v("w_hh", self.w_hh.view());
+        v("b_ih", self.b_ih.view());
+        v("b_hh", self.b_hh.view());
+    }
+
+    fn visit_params_mut(&mut self, v: &mut dyn FnMut(&str, ParamViewMut<'_, F>)) {
+        v("w_ih", self.w_ih.view_mut());
+        v("w_hh", self.w_hh.view_mut());
+        v("b_ih", self.b_ih.view_mut());
+        v("b_hh", self.b_hh.view_mut());
+    }
+}
+
+impl<F: Float> Cell<F> for Rnn<F> {
+    fn name(&self) -> &'static str {
+        "rnn"
+    }
+
+    fn input_dim(&self) -> usize {
+        self.w_ih.value.ncols()
+    }
+
+    fn hidden_dim(&self) -> usize {
+        self.w_hh.value.ncols()
+    }
+
+    fn state_names(&self) -> &'static [&'static str] {
+        STATE
+    }
+
+    fn proj_dim(&self) -> usize {
+        self.hidden_dim()
+    }
+
+    fn cache_len(&self, batch: usize) -> usize {
+        // The pre-activation a_t, only when φ' cannot be had from φ's output.
+        if self.activation.df_uses_output() { 0 } else { batch * self.hidden_dim() }
+    }
+
+    fn scratch_len(&self, _batch: usize) -> usize {
+        0
+    }
+
+    fn project_input(&self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
+        gemm(F::one(), &x, &self.w_ih.value.t(), F::zero(), &mut out);
+        let bias = &self.b_ih.value + &self.b_hh.value;
+        add_bias_rows(&mut out, bias.view());
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        _t: usize,
+        xp: ArrayView2<'_, F>,
+        prev: ArrayView2<'_, F>,
+        mut next: ArrayViewMut2<'_, F>,
+        cache: &mut [F],
+        _scratch: &mut [F],
+    ) -> Result<()> {
+        next.assign(&xp);
+        gemm(F::one(), &prev, &self.w_hh.value.t(), F::one(), &mut next);
+        let a = slice_mut("Rnn::step", next)?;
+        if !cache.is_empty() {
+            cache.copy_from_slice(a);
+        }
+        self.activation.forward_slice(a);
+        Ok(())
+    }
+
+    fn step_backward(
+        &self,
+        step: StepRefs<'_, F>,
+        dnext: ArrayView2<'_, F>,
+        mut dprev: ArrayViewMut2<'_, F>,
+        mut dxp: ArrayViewMut2<'_, F>,
+        _drec: ArrayViewMut2<'_, F>,
+        _scratch: &mut [F],
+    ) -> Result<()> {
+        let op = "Rnn::step_backward";
+        dxp.assign(&dnext);
+        self.times_derivative(slice(op, step.next)?, step.cache, slice_mut(op, dxp.view_mut())?)?;
+        gemm(F::one(), &dxp.view(), &self.w_hh.value.view(), F::zero(), &mut dprev);
+        Ok(())
+    }
+
+    fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
+        gemm(F::one(), &seq.dxp.t(), &seq.x, F::one(), &mut self.w_ih.grad.view_mut());
+        gemm(F::one(), &seq.dxp.t(), &seq.prev, F::one(), &mut self.w_hh.grad.view_mut());
+        add_col_sums(&mut self.b_ih.grad, &seq.dxp);
+        add_col_sums(&mut self.b_hh.grad, &seq.dxp);
+        Ok(())
+    }
+
+    fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
+        gemm(F::one(), &dxp, &self.w_ih.value.view(), F::zero(), &mut dx);
+        Ok(())
+    }
+
+    fn jvp_state(
+        &self,
+        step: StepRefs<'_, F>,
+        v: ArrayView2<'_, F>,
+        mut out: ArrayViewMut2<'_, F>,
+        _scratch: &mut [F],
+    ) -> Result<()> {
+        let op = "Rnn::jvp_state";
+        gemm(F::one(), &v, &self.w_hh.value.t(), F::zero(), &mut out);
+        self.times_derivative(slice(op, step.next)?, step.cache, slice_mut(op, out)?)
+    }
+}
