@@ -235,11 +235,14 @@ impl<F: Float> Cell<F> for Gru<F> {
         let hn_out = slice_mut(op, next)?;
         match self.variant {
             GruVariant::ResetAfter => {
-                let mut u = ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
+                let mut u =
+                    ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
                 gemm(F::one(), &prev, &self.w_hh.value.t(), F::zero(), &mut u);
                 let u = &scratch[..3 * b * h];
                 let b_hn = self.b_hh.value.slice(s![2 * h..]);
-                let b_hn = b_hn.as_slice().ok_or_else(|| shape_err(op, ndarray::ShapeError::from_kind(ndarray::ErrorKind::IncompatibleLayout)))?;
+                let b_hn = b_hn.as_slice().ok_or_else(|| {
+                    shape_err(op, ndarray::ShapeError::from_kind(ndarray::ErrorKind::IncompatibleLayout))
+                })?;
                 for r in 0..b {
                     let c = &mut cache[r * 4 * h..(r + 1) * 4 * h];
                     let (x, u) = (&xps[r * 3 * h..(r + 1) * 3 * h], &u[r * 3 * h..(r + 1) * 3 * h]);
@@ -403,7 +406,10 @@ impl<F: Float> Cell<F> for Gru<F> {
                 for t in 0..n / seq.batch.max(1) {
                     let cache = seq.cache.row(t);
                     let cache = cache.as_slice().ok_or_else(|| {
-                        shape_err("Gru::accumulate_grads", ndarray::ShapeError::from_kind(ndarray::ErrorKind::IncompatibleLayout))
+                        shape_err(
+                            "Gru::accumulate_grads",
+                            ndarray::ShapeError::from_kind(ndarray::ErrorKind::IncompatibleLayout),
+                        )
                     })?;
                     for b in 0..seq.batch {
                         let row = t * seq.batch + b;
@@ -414,7 +420,13 @@ impl<F: Float> Cell<F> for Gru<F> {
                         }
                     }
                 }
-                gemm(one, &seq.dxp.slice(s![.., 2 * h..]).t(), &rh.view(), one, &mut self.w_hh.grad.slice_mut(s![2 * h.., ..]));
+                gemm(
+                    one,
+                    &seq.dxp.slice(s![.., 2 * h..]).t(),
+                    &rh.view(),
+                    one,
+                    &mut self.w_hh.grad.slice_mut(s![2 * h.., ..]),
+                );
             }
         }
         Ok(())
@@ -440,7 +452,8 @@ impl<F: Float> Cell<F> for Gru<F> {
         let o = slice_mut(op, out)?;
         match self.variant {
             GruVariant::ResetAfter => {
-                let mut u = ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
+                let mut u =
+                    ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
                 gemm(one, &v, &self.w_hh.value.t(), F::zero(), &mut u);
                 let u = &scratch[..3 * b * h];
                 for row in 0..b {

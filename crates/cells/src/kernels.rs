@@ -8,18 +8,28 @@ use rnnlab_core::{Error, Float, Result};
 /// The elements of a standard-layout view, or `Err(Shape)` naming `op`.
 pub(crate) fn slice<'a, F>(op: &str, a: ArrayView2<'a, F>) -> Result<&'a [F]> {
     let shape = a.shape().to_vec();
-    a.to_slice().ok_or_else(|| Error::shape(op, "a standard-layout (row-major, contiguous) view", format!("strides for {shape:?}")))
+    a.to_slice().ok_or_else(|| {
+        Error::shape(op, "a standard-layout (row-major, contiguous) view", format!("strides for {shape:?}"))
+    })
 }
 
 /// Mutable twin of [`slice`].
 pub(crate) fn slice_mut<'a, F>(op: &str, a: ArrayViewMut2<'a, F>) -> Result<&'a mut [F]> {
     let shape = a.shape().to_vec();
-    a.into_slice().ok_or_else(|| Error::shape(op, "a standard-layout (row-major, contiguous) view", format!("strides for {shape:?}")))
+    a.into_slice().ok_or_else(|| {
+        Error::shape(op, "a standard-layout (row-major, contiguous) view", format!("strides for {shape:?}"))
+    })
 }
 
 /// `c ← α·a·b + β·c` (matrixmultiply through ndarray). Shapes are the caller's invariant.
 #[inline]
-pub(crate) fn gemm<F: Float>(alpha: F, a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, beta: F, c: &mut ArrayViewMut2<'_, F>) {
+pub(crate) fn gemm<F: Float>(
+    alpha: F,
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    beta: F,
+    c: &mut ArrayViewMut2<'_, F>,
+) {
     general_mat_mul(alpha, a, b, beta, c);
 }
 

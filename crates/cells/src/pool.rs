@@ -1,0 +1,57 @@
+//! A free list of buffers, so that repeated training steps reuse their big arrays instead of
+//! asking the allocator (and the kernel, whose page faults cost 15% of a step) for new ones.
+
+use ndarray::Array2;
+use rnnlab_core::Float;
+
+/// Buffers given back by [`crate::Recurrent::recycle`], reused by later passes.
+/// Cloning gives an empty pool; pools never affect equality.
+#[derive(Default)]
+pub(crate) struct Pool<F> {
+    free: Vec<Vec<F>>,
+}
+
+/// At most this many buffers are kept (a pass uses about 8 per layer).
+const MAX_FREE: usize = 64;
+
+impl<F: Float> Pool<F> {
+    /// A zero-filled `[rows, cols]` array, from a recycled buffer when one is large enough.
+    pub(crate) fn zeros(&mut self, rows: usize, cols: usize) -> Array2<F> {
+        let len = rows * cols;
+        // The smallest free buffer that fits, so large ones stay available for large requests.
+        let best = self.free.iter().enumerate().filter(|(_, v)| v.capacity() >= len).min_by_key(|(_, v)| v.capacity());
+        let mut v = match best {
+            Some((i, _)) => self.free.swap_remove(i),
+            None => Vec::with_capacity(len),
+        };
+        v.clear();
+        v.resize(len, F::zero());
+        // `len == rows * cols` by construction, so the shape always fits.
+        Array2::from_shape_vec((rows, cols), v).unwrap_or_else(|_| Array2::zeros((rows, cols)))
+    }
+
+    /// Takes back an array's buffer.
+    pub(crate) fn put<D: ndarray::Dimension>(&mut self, a: ndarray::Array<F, D>) {
+        if self.free.len() < MAX_FREE && !a.is_empty() {
+            self.free.push(a.into_raw_vec_and_offset().0);
+        }
+    }
+}
+
+impl<F> Clone for Pool<F> {
+    fn clone(&self) -> Self {
+        Self { free: Vec::new() }
+    }
+}
+
+impl<F> PartialEq for Pool<F> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<F> std::fmt::Debug for Pool<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({} free buffers)", self.free.len())
+    }
+}

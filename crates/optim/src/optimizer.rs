@@ -1,0 +1,379 @@
+//! The `Optimizer` trait, its report and its serialisable state keyed by parameter name.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+
+use ndarray::ArrayD;
+use rnnlab_core::{Error, Float, ParamViewMut, Parameterized, Result, validate};
+use serde::{Deserialize, Serialize};
+
+/// A first-order optimizer: updates every parameter of a model from its current gradient.
+///
+/// Works on anything [`Parameterized`] through the name visitor and knows nothing about
+/// cells or layers. Per-parameter state (moment buffers, step counts) is kept under the
+/// parameter's name, the same name the model uses in checkpoints and reports.
+///
+/// Call order in a training step: backward → [`crate::check_finite`] → [`crate::clip()`] →
+/// [`Optimizer::step`] → `zero_grad`. `step` reads the gradients and does not zero them.
+///
+/// # Examples
+/// ```
+/// use ndarray::Array1;
+/// use rnnlab_core::{Param, ParamView, ParamViewMut, Parameterized};
+/// use rnnlab_optim::{Optimizer, SgdConfig};
+///
+/// struct Model { w: Param<f64, ndarray::Ix1> }
+/// impl Parameterized<f64> for Model {
+///     fn visit_params(&self, v: &mut dyn FnMut(&str, ParamView<'_, f64>)) { v("w", self.w.view()) }
+///     fn visit_params_mut(&mut self, v: &mut dyn FnMut(&str, ParamViewMut<'_, f64>)) { v("w", self.w.view_mut()) }
+/// }
+///
+/// let mut model = Model { w: Param::new(Array1::from(vec![1.0, -1.0])) };
+/// model.w.grad.assign(&Array1::from(vec![0.5, 0.5]));
+/// let mut opt = SgdConfig::new(0.1).init::<f64>()?;
+/// let report = opt.step(&mut model)?;
+/// assert!((model.w.value[0] - 0.95).abs() < 1e-12);
+/// assert_eq!(report.step, 1);
+/// # Ok::<(), rnnlab_core::Error>(())
+/// ```
+pub trait Optimizer<F: Float>: Debug {
+    /// The algorithm's name as stored in its state: `"sgd"`, `"adam"`, `"adamw"`, `"rmsprop"`, `"adagrad"`.
+    fn algorithm(&self) -> &'static str;
+
+    /// Applies one update to every parameter from its current gradient (gradients are not zeroed).
+    ///
+    /// # Errors
+    /// - [`Error::Shape`] naming the parameter if its shape differs from its stored state, or
+    ///   if its gradient's shape differs from its value's.
+    /// - [`Error::Config`] if the model visits two parameters with the same name.
+    ///
+    /// All checks run before any parameter is touched: on `Err` the model and the state are unchanged.
+    fn step(&mut self, model: &mut dyn Parameterized<F>) -> Result<StepReport>;
+
+    /// The current learning rate.
+    fn lr(&self) -> f64;
+
+    /// Sets the learning rate (for schedules); `0` is allowed and freezes the parameters.
+    ///
+    /// # Errors
+    /// [`Error::Config`] unless `lr` is finite and `>= 0`.
+    fn set_lr(&mut self, lr: f64) -> Result<()>;
+
+    /// A copy of the state (learning rate, step counts, per-parameter buffers), serialisable with serde.
+    fn state(&self) -> OptimizerState<F>;
+
+    /// Replaces the state with a saved one; hyper-parameters other than `lr` come from the config.
+    ///
+    /// # Errors
+    /// [`Error::Format`] if the state belongs to another algorithm, or a parameter's buffers are
+    /// not exactly the ones this configuration keeps, or a buffer's shape differs from the
+    /// parameter's recorded shape; [`Error::Config`] for a bad `lr`. On `Err` nothing changes.
+    fn load_state(&mut self, state: OptimizerState<F>) -> Result<()>;
+}
+
+/// What one [`Optimizer::step`] did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Steps taken so far, this one included.
+    pub step: u64,
+    /// The learning rate used.
+    pub lr: f64,
+    /// ‖Δθ‖₂ over all parameters together, computed in f64.
+    pub update_norm: f64,
+    /// Number of parameter tensors updated.
+    pub n_tensors: usize,
+    /// Number of scalar parameters updated.
+    pub n_scalars: usize,
+}
+
+/// An optimizer's state: what must be saved to resume training bit-identically.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerState<F: Float> {
+    /// The algorithm that wrote it (see [`Optimizer::algorithm`]).
+    pub algorithm: String,
+    /// The current learning rate.
+    pub lr: f64,
+    /// Steps taken.
+    pub step: u64,
+    /// Per-parameter state under the model's parameter names.
+    #[serde(bound(serialize = "F: Float", deserialize = "F: Float"))]
+    pub params: BTreeMap<String, ParamState<F>>,
+}
+
+/// One parameter's optimizer state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamState<F: Float> {
+    /// The parameter's shape when the state was created.
+    pub shape: Vec<usize>,
+    /// Steps this parameter has taken (PyTorch's per-parameter `state["step"]`).
+    pub step: u64,
+    /// Named buffers, PyTorch's names: `momentum_buffer`, `exp_avg`, `exp_avg_sq`,
+    /// `max_exp_avg_sq`, `square_avg`, `grad_avg`, `sum`. Each has shape [`ParamState::shape`].
+    #[serde(bound(serialize = "F: Float", deserialize = "F: Float"))]
+    pub buffers: BTreeMap<String, ArrayD<F>>,
+}
+
+impl<F: Float> OptimizerState<F> {
+    /// An empty state for `algorithm` at learning rate `lr`.
+    pub fn new(algorithm: &str, lr: f64) -> Self {
+        Self { algorithm: algorithm.to_string(), lr, step: 0, params: BTreeMap::new() }
+    }
+}
+
+impl<F: Float> ParamState<F> {
+    /// A fresh state: step 0 and each named buffer filled with `fill`.
+    pub(crate) fn filled(shape: &[usize], names: &[&str], fill: F) -> Self {
+        let buffers = names.iter().map(|n| (n.to_string(), ArrayD::from_elem(shape.to_vec(), fill))).collect();
+        Self { shape: shape.to_vec(), step: 0, buffers }
+    }
+
+    /// Mutable references to the named buffers, in the order asked.
+    pub(crate) fn buffers_mut<const N: usize>(&mut self, names: [&str; N]) -> Result<[&mut ArrayD<F>; N]> {
+        let mut found: [Option<&mut ArrayD<F>>; N] = std::array::from_fn(|_| None);
+        for (key, buf) in self.buffers.iter_mut() {
+            if let Some(i) = names.iter().position(|n| n == key) {
+                found[i] = Some(buf);
+            }
+        }
+        let all: Option<Vec<&mut ArrayD<F>>> = found.into_iter().collect();
+        let missing = || Error::format("optimizer step", format!("state lacks one of the buffers {names:?}"));
+        all.ok_or_else(missing)?.try_into().map_err(|_| missing())
+    }
+}
+
+/// Validates a learning rate given to `set_lr` (finite, `>= 0`).
+pub(crate) fn check_set_lr(lr: f64) -> Result<()> {
+    validate::non_negative_param("set_lr", "lr", lr)
+}
+
+/// Checks a saved state against what an optimizer expects, then returns it.
+pub(crate) fn check_loaded<F: Float>(
+    algorithm: &str,
+    expected_buffers: &[&str],
+    state: OptimizerState<F>,
+) -> Result<OptimizerState<F>> {
+    let op = "load_state";
+    if state.algorithm != algorithm {
+        return Err(Error::format(op, format!("state is for `{}`, optimizer is `{algorithm}`", state.algorithm)));
+    }
+    check_set_lr(state.lr)?;
+    let want: BTreeSet<&str> = expected_buffers.iter().copied().collect();
+    for (name, ps) in &state.params {
+        let have: BTreeSet<&str> = ps.buffers.keys().map(String::as_str).collect();
+        if have != want {
+            return Err(Error::format(op, format!("parameter `{name}` has buffers {have:?}, expected {want:?}")));
+        }
+        for (buf_name, buf) in &ps.buffers {
+            if buf.shape() != ps.shape.as_slice() {
+                return Err(Error::format(
+                    op,
+                    format!(
+                        "parameter `{name}` buffer `{buf_name}` has shape {:?}, expected {:?}",
+                        buf.shape(),
+                        ps.shape
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// The per-parameter update given to [`drive`]: returns Σ(Δθ)² in f64.
+pub(crate) type UpdateFn<'u, F> = dyn FnMut(ParamViewMut<'_, F>, &mut ParamState<F>) -> Result<f64> + 'u;
+
+/// The shared step driver: validates every parameter against the state, then calls `update`
+/// once per parameter with its (lazily created) state whose `step` has been incremented.
+///
+/// `update` returns Σ(Δθ)² for that parameter, in f64.
+pub(crate) fn drive<F: Float>(
+    state: &mut OptimizerState<F>,
+    model: &mut dyn Parameterized<F>,
+    fresh: &dyn Fn(&[usize]) -> ParamState<F>,
+    update: &mut UpdateFn<'_, F>,
+) -> Result<StepReport> {
+    let op = "optimizer step";
+    // Pass 1, read-only: every check that can fail, so a failing step changes nothing.
+    let mut first_err: Option<Error> = None;
+    let mut seen = BTreeSet::new();
+    model.visit_params(&mut |name, p| {
+        if first_err.is_some() {
+            return;
+        }
+        if !seen.insert(name.to_string()) {
+            first_err = Some(Error::config(op, format!("parameter name `{name}` is visited twice")));
+        } else if p.grad.shape() != p.value.shape() {
+            first_err = Some(Error::shape(
+                op,
+                format!("gradient of `{name}` {:?}", p.value.shape()),
+                format!("{:?}", p.grad.shape()),
+            ));
+        } else if state.params.get(name).is_some_and(|ps| ps.shape.as_slice() != p.value.shape()) {
+            let stored = state.params.get(name).map(|ps| ps.shape.clone()).unwrap_or_default();
+            first_err = Some(Error::shape(
+                op,
+                format!("parameter `{name}` {stored:?} (from optimizer state)"),
+                format!("{:?}", p.value.shape()),
+            ));
+        }
+    });
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    // Pass 2: update. The closures below can only fail on a model whose second visit differs
+    // from its first; the error is kept and reported.
+    let mut sq = 0.0f64;
+    let mut n_tensors = 0usize;
+    let mut n_scalars = 0usize;
+    model.visit_params_mut(&mut |name, p| {
+        if first_err.is_some() {
+            return;
+        }
+        if p.grad.shape() != p.value.shape() {
+            first_err = Some(Error::shape(op, format!("gradient of `{name}`"), format!("{:?}", p.grad.shape())));
+            return;
+        }
+        let ps = state.params.entry(name.to_string()).or_insert_with(|| fresh(p.value.shape()));
+        if ps.shape.as_slice() != p.value.shape() {
+            first_err =
+                Some(Error::shape(op, format!("parameter `{name}` {:?}", ps.shape), format!("{:?}", p.value.shape())));
+            return;
+        }
+        ps.step += 1;
+        n_tensors += 1;
+        n_scalars += p.value.len();
+        match update(p, ps) {
+            Ok(s) => sq += s,
+            Err(e) => first_err = Some(e),
+        }
+    });
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    state.step += 1;
+    Ok(StepReport { step: state.step, lr: state.lr, update_norm: sq.sqrt(), n_tensors, n_scalars })
+}
+
+/// (new − old)² in f64, for the update norm.
+#[inline]
+pub(crate) fn sq_delta<F: Float>(new: F, old: F) -> f64 {
+    let d = new.as_f64() - old.as_f64();
+    d * d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Tiny, Two};
+    use crate::{Optimizer, SgdConfig};
+    use ndarray::{Array1, Array2};
+    use rnnlab_core::{Param, ParamView};
+
+    #[test]
+    fn shape_change_is_an_error_naming_the_parameter_and_changes_nothing() {
+        let mut m = Two::new();
+        let mut opt = SgdConfig::new(0.1).with_momentum(0.9).init::<f64>().unwrap();
+        opt.step(&mut m).unwrap();
+        let before = opt.state();
+        m.b = Param::new(Array1::zeros(3));
+        let w_before = m.w.value.clone();
+        let e = opt.step(&mut m).unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }), "{e}");
+        assert!(e.to_string().contains("`b`"), "{e}");
+        assert_eq!(opt.state(), before);
+        assert_eq!(m.w.value, w_before, "w, visited before b, was not touched");
+    }
+
+    #[test]
+    fn gradient_shape_differing_from_value_is_an_error() {
+        let mut m = Tiny::<f64>::new([1.0, 2.0], [0.1, 0.2]);
+        m.p.grad = Array1::zeros(3);
+        let mut opt = SgdConfig::new(0.1).init::<f64>().unwrap();
+        let e = opt.step(&mut m).unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }) && e.to_string().contains("`p`"), "{e}");
+    }
+
+    struct Dup {
+        a: Param<f64, ndarray::Ix1>,
+        b: Param<f64, ndarray::Ix1>,
+    }
+    impl Parameterized<f64> for Dup {
+        fn visit_params(&self, v: &mut dyn FnMut(&str, ParamView<'_, f64>)) {
+            v("x", self.a.view());
+            v("x", self.b.view());
+        }
+        fn visit_params_mut(&mut self, v: &mut dyn FnMut(&str, ParamViewMut<'_, f64>)) {
+            v("x", self.a.view_mut());
+            v("x", self.b.view_mut());
+        }
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let mut m = Dup { a: Param::new(Array1::zeros(2)), b: Param::new(Array1::zeros(2)) };
+        let mut opt = SgdConfig::new(0.1).init::<f64>().unwrap();
+        let e = opt.step(&mut m).unwrap_err();
+        assert!(matches!(e, Error::Config { .. }) && e.to_string().contains("`x`"), "{e}");
+    }
+
+    #[test]
+    fn set_lr_rejects_negative_and_non_finite() {
+        let mut opt = SgdConfig::new(0.1).init::<f64>().unwrap();
+        assert!(opt.set_lr(-1e-3).is_err());
+        assert!(opt.set_lr(f64::NAN).is_err());
+        assert!(opt.set_lr(f64::INFINITY).is_err());
+        assert!(opt.set_lr(0.0).is_ok());
+        assert_eq!(opt.lr(), 0.0);
+    }
+
+    #[test]
+    fn load_state_rejects_foreign_or_malformed_state() {
+        let mut m = Two::new();
+        let mut sgd = SgdConfig::new(0.1).with_momentum(0.9).init::<f64>().unwrap();
+        sgd.step(&mut m).unwrap();
+        let good = sgd.state();
+
+        let mut wrong_algo = good.clone();
+        wrong_algo.algorithm = "adam".into();
+        assert!(matches!(sgd.load_state(wrong_algo), Err(Error::Format { .. })));
+
+        let mut bad_lr = good.clone();
+        bad_lr.lr = f64::NAN;
+        assert!(matches!(sgd.load_state(bad_lr), Err(Error::Config { .. })));
+
+        let mut missing = good.clone();
+        missing.params.get_mut("w").unwrap().buffers.clear();
+        assert!(matches!(sgd.load_state(missing), Err(Error::Format { .. })));
+
+        let mut bad_shape = good.clone();
+        bad_shape
+            .params
+            .get_mut("w")
+            .unwrap()
+            .buffers
+            .insert("momentum_buffer".into(), Array2::zeros((5, 5)).into_dyn());
+        assert!(matches!(sgd.load_state(bad_shape), Err(Error::Format { .. })));
+
+        // A momentum-free SGD keeps no buffers, so the momentum state does not fit it.
+        let mut plain = SgdConfig::new(0.1).init::<f64>().unwrap();
+        assert!(matches!(plain.load_state(good.clone()), Err(Error::Format { .. })));
+
+        assert!(sgd.load_state(good.clone()).is_ok());
+        assert_eq!(sgd.state(), good);
+    }
+
+    #[test]
+    fn report_counts_and_update_norm() {
+        // SGD lr 0.5, grads w = all 1 (2×2), b = [2, 0] → Δ = 0.5·g, ‖Δ‖ = 0.5·√(4 + 4) = √2.
+        let mut m = Two::new();
+        m.w.grad.fill(1.0);
+        m.b.grad.assign(&Array1::from(vec![2.0, 0.0]));
+        let mut opt = SgdConfig::new(0.5).init::<f64>().unwrap();
+        let r = opt.step(&mut m).unwrap();
+        assert_eq!((r.step, r.n_tensors, r.n_scalars), (1, 2, 6));
+        assert!((r.update_norm - 2f64.sqrt()).abs() < 1e-12, "{}", r.update_norm);
+        assert!((r.lr - 0.5).abs() < 1e-15);
+    }
+}
