@@ -1,0 +1,6 @@
+//! Cross-crate flows: a model built from several crates, checked end to end.
+
+mod alloc_counter;
+mod memory;
+mod model_gradients;
+mod training_step;
