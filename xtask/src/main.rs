@@ -45,7 +45,8 @@ fn root() -> PathBuf {
 }
 
 const CELLS: [(&str, usize); 3] = [("lstm", 4), ("gru", 3), ("rnn_tanh", 1)];
-const SHAPES: [(usize, usize); 8] = [(32, 50), (128, 50), (256, 50), (512, 50), (32, 200), (128, 200), (256, 200), (512, 200)];
+const SHAPES: [(usize, usize); 8] =
+    [(32, 50), (128, 50), (256, 50), (512, 50), (32, 200), (128, 200), (256, 200), (512, 200)];
 
 fn bench(quick: bool, threads: &[usize], measurement_time: u64) -> Result<()> {
     if threads.is_empty() || threads.contains(&0) {
@@ -57,7 +58,17 @@ fn bench(quick: bool, threads: &[usize], measurement_time: u64) -> Result<()> {
         eprintln!("xtask bench: {t} thread(s)…");
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(&root)
-            .args(["bench", "-p", "rnnlab-cells", "--bench", "cells", "--", "--warm-up-time", "1", "--measurement-time"])
+            .args([
+                "bench",
+                "-p",
+                "rnnlab-cells",
+                "--bench",
+                "cells",
+                "--",
+                "--warm-up-time",
+                "1",
+                "--measurement-time",
+            ])
             .arg(measurement_time.to_string())
             .env("MATMUL_NUM_THREADS", t.to_string());
         if quick {
@@ -68,7 +79,10 @@ fn bench(quick: bool, threads: &[usize], measurement_time: u64) -> Result<()> {
             bail!("cargo bench failed with {status}");
         }
     }
-    println!("| cell | H | T | {} |", threads.iter().map(|t| format!("{t} thread(s): ms (GFLOP/s)")).collect::<Vec<_>>().join(" | "));
+    println!(
+        "| cell | H | T | {} |",
+        threads.iter().map(|t| format!("{t} thread(s): ms (GFLOP/s)")).collect::<Vec<_>>().join(" | ")
+    );
     println!("|---|---:|---:|{}", "---:|".repeat(threads.len()));
     for (cell, gates) in CELLS {
         for (h, t_len) in SHAPES {

@@ -60,7 +60,8 @@ fn flops(gates: usize, h: usize, t: usize) -> u64 {
 
 fn bench_cell<C: Cell<f32>>(c: &mut Criterion, name: &str, gates: usize, make: impl Fn(usize) -> C) {
     let quick = std::env::var_os("RNNLAB_BENCH_QUICK").is_some();
-    let threads = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "1".into());
+    // matrixmultiply's default without the variable is one thread per physical core.
+    let threads = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "auto".into());
     let mut group = c.benchmark_group(format!("{name}_{threads}t"));
     group.sample_size(10);
     for t in [50, 200] {

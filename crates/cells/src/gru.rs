@@ -5,7 +5,7 @@ use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Re
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{add_bias_rows, add_col_sums, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
+use crate::kernels::{PackedRec, add_bias_rows, add_col_sums, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
 use crate::params::{check_param_shapes, shape_err};
 
 /// Where the reset gate acts in the candidate state n.
@@ -114,6 +114,12 @@ pub struct Gru<F: Float> {
     w_hh: Param<F, Ix2>,
     b_ih: Param<F, Ix1>,
     b_hh: Param<F, Ix1>,
+    /// Reset-after: all of `w_hh`; reset-before: its r,z rows. Refreshed at step 0.
+    #[serde(skip)]
+    packed: PackedRec<F>,
+    /// Reset-before only: `w_hh`'s n rows (`W_hn`, applied to r ⊙ h).
+    #[serde(skip)]
+    packed_n: PackedRec<F>,
 }
 
 const STATE: &[&str] = &["h"];
@@ -138,6 +144,8 @@ impl<F: Float> Gru<F> {
             w_hh: Param::new(w_hh),
             b_ih: Param::new(b_ih),
             b_hh: Param::new(b_hh),
+            packed: PackedRec::default(),
+            packed_n: PackedRec::default(),
         })
     }
 
@@ -221,7 +229,7 @@ impl<F: Float> Cell<F> for Gru<F> {
 
     fn step(
         &mut self,
-        _t: usize,
+        t: usize,
         xp: ArrayView2<'_, F>,
         prev: ArrayView2<'_, F>,
         next: ArrayViewMut2<'_, F>,
@@ -233,11 +241,22 @@ impl<F: Float> Cell<F> for Gru<F> {
         let xps = slice(op, xp)?;
         let hp = slice(op, prev)?;
         let hn_out = slice_mut(op, next)?;
+        if t == 0 {
+            match self.variant {
+                GruVariant::ResetAfter => self.packed.pack(self.w_hh.value.view()),
+                GruVariant::ResetBefore => {
+                    self.packed.pack(self.w_hh.value.slice(s![..2 * h, ..]));
+                    self.packed_n.pack(self.w_hh.value.slice(s![2 * h.., ..]));
+                }
+            }
+        }
+        let w = self.w_hh.value.view();
+        let (w_rz, w_n) = (w.slice(s![..2 * h, ..]), w.slice(s![2 * h.., ..]));
         match self.variant {
             GruVariant::ResetAfter => {
                 let mut u =
                     ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
-                gemm(F::one(), &prev, &self.w_hh.value.t(), F::zero(), &mut u);
+                self.packed.mul_t(w, prev, false, &mut u);
                 let u = &scratch[..3 * b * h];
                 let b_hn = self.b_hh.value.slice(s![2 * h..]);
                 let b_hn = b_hn.as_slice().ok_or_else(|| {
@@ -264,7 +283,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                 let (u_rz, rest) = scratch.split_at_mut(2 * b * h);
                 let (rh, u_n) = rest.split_at_mut(b * h);
                 let mut urz = ArrayViewMut2::from_shape((b, 2 * h), &mut *u_rz).map_err(|e| shape_err(op, e))?;
-                gemm(F::one(), &prev, &self.w_hh.value.slice(s![..2 * h, ..]).t(), F::zero(), &mut urz);
+                self.packed.mul_t(w_rz, prev, false, &mut urz);
                 for r in 0..b {
                     let c = &mut cache[r * 3 * h..(r + 1) * 3 * h];
                     let (x, u) = (&xps[r * 3 * h..(r + 1) * 3 * h], &u_rz[r * 2 * h..(r + 1) * 2 * h]);
@@ -279,7 +298,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                 }
                 let rhv = ArrayView2::from_shape((b, h), &*rh).map_err(|e| shape_err(op, e))?;
                 let mut unv = ArrayViewMut2::from_shape((b, h), &mut *u_n).map_err(|e| shape_err(op, e))?;
-                gemm(F::one(), &rhv, &self.w_hh.value.slice(s![2 * h.., ..]).t(), F::zero(), &mut unv);
+                self.packed_n.mul_t(w_n, rhv, false, &mut unv);
                 for r in 0..b {
                     let c = &mut cache[r * 3 * h..(r + 1) * 3 * h];
                     let x = &xps[r * 3 * h + 2 * h..(r + 1) * 3 * h];
@@ -337,7 +356,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                         }
                     }
                 }
-                gemm(one, &drec.view(), &self.w_hh.value.view(), one, &mut dprev);
+                self.packed.mul(self.w_hh.value.view(), drec.view(), true, &mut dprev);
             }
             GruVariant::ResetBefore => {
                 {
@@ -357,7 +376,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                 // δ(r ⊙ h_{t−1}) = δa_n · W_hn
                 let drh_buf = &mut scratch[..b * h];
                 let mut drh = ArrayViewMut2::from_shape((b, h), &mut *drh_buf).map_err(|e| shape_err(op, e))?;
-                gemm(one, &dxp.slice(s![.., 2 * h..]), &self.w_hh.value.slice(s![2 * h.., ..]), F::zero(), &mut drh);
+                self.packed_n.mul(self.w_hh.value.slice(s![2 * h.., ..]), dxp.slice(s![.., 2 * h..]), false, &mut drh);
                 {
                     let dx = slice_mut(op, dxp.view_mut())?;
                     let dp = slice_mut(op, dprev.view_mut())?;
@@ -375,7 +394,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                         }
                     }
                 }
-                gemm(one, &dxp.slice(s![.., ..2 * h]), &self.w_hh.value.slice(s![..2 * h, ..]), one, &mut dprev);
+                self.packed.mul(self.w_hh.value.slice(s![..2 * h, ..]), dxp.slice(s![.., ..2 * h]), true, &mut dprev);
             }
         }
         Ok(())
@@ -454,7 +473,7 @@ impl<F: Float> Cell<F> for Gru<F> {
             GruVariant::ResetAfter => {
                 let mut u =
                     ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
-                gemm(one, &v, &self.w_hh.value.t(), F::zero(), &mut u);
+                self.packed.mul_t(self.w_hh.value.view(), v, false, &mut u);
                 let u = &scratch[..3 * b * h];
                 for row in 0..b {
                     let c = &step.cache[row * 4 * h..(row + 1) * 4 * h];
@@ -473,7 +492,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                 let (u_rz, rest) = scratch.split_at_mut(2 * b * h);
                 let (drh, u_n) = rest.split_at_mut(b * h);
                 let mut urz = ArrayViewMut2::from_shape((b, 2 * h), &mut *u_rz).map_err(|e| shape_err(op, e))?;
-                gemm(one, &v, &self.w_hh.value.slice(s![..2 * h, ..]).t(), F::zero(), &mut urz);
+                self.packed.mul_t(self.w_hh.value.slice(s![..2 * h, ..]), v, false, &mut urz);
                 for row in 0..b {
                     let c = &step.cache[row * 3 * h..(row + 1) * 3 * h];
                     for k in 0..h {
@@ -484,7 +503,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                 }
                 let drhv = ArrayView2::from_shape((b, h), &*drh).map_err(|e| shape_err(op, e))?;
                 let mut unv = ArrayViewMut2::from_shape((b, h), &mut *u_n).map_err(|e| shape_err(op, e))?;
-                gemm(one, &drhv, &self.w_hh.value.slice(s![2 * h.., ..]).t(), F::zero(), &mut unv);
+                self.packed_n.mul_t(self.w_hh.value.slice(s![2 * h.., ..]), drhv, false, &mut unv);
                 for row in 0..b {
                     let c = &step.cache[row * 3 * h..(row + 1) * 3 * h];
                     let (z, n) = (&c[h..2 * h], &c[2 * h..]);

@@ -62,3 +62,70 @@ pub(crate) fn tanh_inplace<F: Float>(x: &mut [F]) {
         *v = F::tanh_fast(*v);
     }
 }
+
+/// Whether the packed micro-kernel is used for the per-step recurrent products: only when the
+/// build has FMA (e.g. `-C target-cpu=x86-64-v3`, set in `.cargo/config.toml`); without it the
+/// safe-Rust kernel is slower than matrixmultiply's run-time-dispatched one.
+pub(crate) const USE_PACKED: bool = cfg!(target_feature = "fma");
+
+/// A recurrent weight matrix W `[N, K]` packed for both per-step products of one sequence:
+/// `a · Wᵀ` (forward, Jacobian–vector) and `d · W` (backward). Refreshed by the cell at the
+/// first step of every forward pass; a derived cache, so it is skipped by serde and ignored by
+/// equality.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PackedRec<F> {
+    fwd: crate::packed::PackedB<F>,
+    bwd: crate::packed::PackedB<F>,
+}
+
+impl<F> PartialEq for PackedRec<F> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<F: Float> PackedRec<F> {
+    /// Packs `w` `[N, K]` (a no-op when the packed kernel is not used).
+    pub(crate) fn pack(&mut self, w: ArrayView2<'_, F>) {
+        if USE_PACKED {
+            self.fwd.pack(w.t());
+            self.bwd.pack(w);
+        }
+    }
+
+    /// `c ← a·wᵀ` (`accumulate`: `c += a·wᵀ`); `a` `[M, K]`, `c` `[M, N]`.
+    pub(crate) fn mul_t(
+        &self,
+        w: ArrayView2<'_, F>,
+        a: ArrayView2<'_, F>,
+        accumulate: bool,
+        c: &mut ArrayViewMut2<'_, F>,
+    ) {
+        let fits = self.fwd.k() == w.ncols() && self.fwd.n() == w.nrows();
+        if USE_PACKED && fits && unit_columns(&a) && c.strides()[1] == 1 {
+            crate::packed::gemm_packed(a, &self.fwd, accumulate, c.view_mut());
+        } else {
+            gemm(F::one(), &a, &w.t(), if accumulate { F::one() } else { F::zero() }, c);
+        }
+    }
+
+    /// `c ← d·w` (`accumulate`: `c += d·w`); `d` `[M, N]`, `c` `[M, K]`.
+    pub(crate) fn mul(
+        &self,
+        w: ArrayView2<'_, F>,
+        d: ArrayView2<'_, F>,
+        accumulate: bool,
+        c: &mut ArrayViewMut2<'_, F>,
+    ) {
+        let fits = self.bwd.k() == w.nrows() && self.bwd.n() == w.ncols();
+        if USE_PACKED && fits && unit_columns(&d) && c.strides()[1] == 1 {
+            crate::packed::gemm_packed(d, &self.bwd, accumulate, c.view_mut());
+        } else {
+            gemm(F::one(), &d, &w, if accumulate { F::one() } else { F::zero() }, c);
+        }
+    }
+}
+
+fn unit_columns<F>(a: &ArrayView2<'_, F>) -> bool {
+    a.ncols() <= 1 || a.strides()[1] == 1
+}

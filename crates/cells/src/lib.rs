@@ -12,6 +12,7 @@ mod norm_rnn;
 #[cfg(test)]
 mod norm_tests;
 mod norm_unit;
+mod packed;
 mod params;
 mod pool;
 mod recurrent;

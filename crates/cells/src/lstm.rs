@@ -6,7 +6,7 @@ use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Re
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{add_bias_rows, add_col_sums, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
+use crate::kernels::{PackedRec, add_bias_rows, add_col_sums, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
 use crate::params::{check_param_shapes, shape_err};
 
 /// Configuration of an [`Lstm`] cell.
@@ -110,6 +110,9 @@ pub struct Lstm<F: Float> {
     w_hh: Param<F, Ix2>,
     b_ih: Param<F, Ix1>,
     b_hh: Param<F, Ix1>,
+    /// `w_hh` packed for the per-step products, refreshed at step 0 of each forward pass.
+    #[serde(skip)]
+    packed: PackedRec<F>,
 }
 
 const STATE: &[&str] = &["h", "c"];
@@ -128,7 +131,13 @@ impl<F: Float> Lstm<F> {
         b_hh: Array1<F>,
     ) -> Result<Self> {
         check_param_shapes("Lstm::from_params", 4, &w_ih, &w_hh, &b_ih, &b_hh)?;
-        Ok(Self { w_ih: Param::new(w_ih), w_hh: Param::new(w_hh), b_ih: Param::new(b_ih), b_hh: Param::new(b_hh) })
+        Ok(Self {
+            w_ih: Param::new(w_ih),
+            w_hh: Param::new(w_hh),
+            b_ih: Param::new(b_ih),
+            b_hh: Param::new(b_hh),
+            packed: PackedRec::default(),
+        })
     }
 }
 
@@ -187,7 +196,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
 
     fn step(
         &mut self,
-        _t: usize,
+        t: usize,
         xp: ArrayView2<'_, F>,
         prev: ArrayView2<'_, F>,
         next: ArrayViewMut2<'_, F>,
@@ -199,7 +208,10 @@ impl<F: Float> Cell<F> for Lstm<F> {
         let (gates, tc) = cache.split_at_mut(4 * b * h);
         let mut gv = ArrayViewMut2::from_shape((b, 4 * h), &mut *gates).map_err(|e| shape_err(op, e))?;
         gv.assign(&xp);
-        gemm(F::one(), &prev.slice(s![.., ..h]), &self.w_hh.value.t(), F::one(), &mut gv);
+        if t == 0 {
+            self.packed.pack(self.w_hh.value.view());
+        }
+        self.packed.mul_t(self.w_hh.value.view(), prev.slice(s![.., ..h]), true, &mut gv);
         let prev = slice(op, prev)?;
         let next = slice_mut(op, next)?;
         for r in 0..b {
@@ -246,7 +258,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
                 );
             }
         }
-        gemm(F::one(), &dxp.view(), &self.w_hh.value.view(), F::zero(), &mut dprev.slice_mut(s![.., ..h]));
+        self.packed.mul(self.w_hh.value.view(), dxp.view(), false, &mut dprev.slice_mut(s![.., ..h]));
         Ok(())
     }
 
@@ -275,7 +287,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
         let (b, h) = (v.nrows(), self.hidden_dim());
         let u_buf = &mut scratch[..4 * b * h];
         let mut u = ArrayViewMut2::from_shape((b, 4 * h), &mut *u_buf).map_err(|e| shape_err(op, e))?;
-        gemm(F::one(), &v.slice(s![.., ..h]), &self.w_hh.value.t(), F::zero(), &mut u);
+        self.packed.mul_t(self.w_hh.value.view(), v.slice(s![.., ..h]), false, &mut u);
         let (gates, tc) = step.cache.split_at(4 * b * h);
         let prev = slice(op, step.prev)?;
         let vs = slice(op, v)?;

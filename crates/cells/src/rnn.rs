@@ -6,7 +6,7 @@ use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Re
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{add_bias_rows, add_col_sums, gemm, slice, slice_mut};
+use crate::kernels::{PackedRec, add_bias_rows, add_col_sums, gemm, slice, slice_mut};
 use crate::params::check_param_shapes;
 
 /// Configuration of an [`Rnn`] cell.
@@ -99,6 +99,9 @@ pub struct Rnn<F: Float> {
     w_hh: Param<F, Ix2>,
     b_ih: Param<F, Ix1>,
     b_hh: Param<F, Ix1>,
+    /// `w_hh` packed for the per-step products, refreshed at step 0 of each forward pass.
+    #[serde(skip)]
+    packed: PackedRec<F>,
 }
 
 const STATE: &[&str] = &["h"];
@@ -124,6 +127,7 @@ impl<F: Float> Rnn<F> {
             w_hh: Param::new(w_hh),
             b_ih: Param::new(b_ih),
             b_hh: Param::new(b_hh),
+            packed: PackedRec::default(),
         })
     }
 
@@ -198,7 +202,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
 
     fn step(
         &mut self,
-        _t: usize,
+        t: usize,
         xp: ArrayView2<'_, F>,
         prev: ArrayView2<'_, F>,
         mut next: ArrayViewMut2<'_, F>,
@@ -206,7 +210,10 @@ impl<F: Float> Cell<F> for Rnn<F> {
         _scratch: &mut [F],
     ) -> Result<()> {
         next.assign(&xp);
-        gemm(F::one(), &prev, &self.w_hh.value.t(), F::one(), &mut next);
+        if t == 0 {
+            self.packed.pack(self.w_hh.value.view());
+        }
+        self.packed.mul_t(self.w_hh.value.view(), prev, true, &mut next);
         let a = slice_mut("Rnn::step", next)?;
         if !cache.is_empty() {
             cache.copy_from_slice(a);
@@ -227,7 +234,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
         let op = "Rnn::step_backward";
         dxp.assign(&dnext);
         self.times_derivative(slice(op, step.next)?, step.cache, slice_mut(op, dxp.view_mut())?)?;
-        gemm(F::one(), &dxp.view(), &self.w_hh.value.view(), F::zero(), &mut dprev);
+        self.packed.mul(self.w_hh.value.view(), dxp.view(), false, &mut dprev);
         Ok(())
     }
 
@@ -252,7 +259,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
         _scratch: &mut [F],
     ) -> Result<()> {
         let op = "Rnn::jvp_state";
-        gemm(F::one(), &v, &self.w_hh.value.t(), F::zero(), &mut out);
+        self.packed.mul_t(self.w_hh.value.view(), v, false, &mut out);
         self.times_derivative(slice(op, step.next)?, step.cache, slice_mut(op, out)?)
     }
 }

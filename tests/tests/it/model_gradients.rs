@@ -31,15 +31,19 @@ fn stacked_lstm_with_head_and_mse_matches_finite_differences() {
         LstmConfig::new(3, 5).init(&mut rng).expect("sizes"),
         LstmConfig::new(5, 5).init(&mut rng).expect("sizes"),
     ];
-    let mut model =
-        Model { rnn: Recurrent::new(layers).expect("stack"), head: LinearConfig::new(5, 2).init(&mut rng).expect("sizes") };
+    let mut model = Model {
+        rnn: Recurrent::new(layers).expect("stack"),
+        head: LinearConfig::new(5, 2).init(&mut rng).expect("sizes"),
+    };
     let target = Array2::from_shape_fn((4, 2), |(b, k)| (b as f64 - k as f64) * 0.3);
     let x = Array3::from_shape_fn((6, 4, 3), |(t, b, k)| ((t * 12 + b * 3 + k) as f64 * 0.7).sin());
     let mut inputs: Vec<NamedInput> = vec![("x".into(), x.into_dyn())];
     let report = check_fn(&GradCheck::new(), &mut model, &mut inputs, |m, inputs| {
-        let x: Array3<f64> = inputs[0].1.clone().into_dimensionality().map_err(|e| {
-            rnnlab_core::Error::shape("test", "3-D input", e.to_string())
-        })?;
+        let x: Array3<f64> = inputs[0]
+            .1
+            .clone()
+            .into_dimensionality()
+            .map_err(|e| rnnlab_core::Error::shape("test", "3-D input", e.to_string()))?;
         let fwd = m.rnn.forward(x.view(), None)?;
         let last = fwd.outputs.index_axis(Axis(0), 5);
         let (pred, cache) = m.head.forward(last)?;
