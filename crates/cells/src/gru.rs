@@ -5,7 +5,9 @@ use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Re
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedRec, add_bias_rows, add_col_sums, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
+use crate::kernels::{
+    PackedRec, add_bias_rows, add_col_sums, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace,
+};
 use crate::params::{check_param_shapes, shape_err};
 
 /// Where the reset gate acts in the candidate state n.
@@ -237,6 +239,14 @@ impl<F: Float> Cell<F> for Gru<F> {
         scratch: &mut [F],
     ) -> Result<()> {
         let op = "Gru::step";
+        let sw = self.state_width();
+        check_step(
+            self,
+            op,
+            &[("xp", xp.shape(), self.proj_dim()), ("prev", prev.shape(), sw), ("next", next.shape(), sw)],
+            cache.len(),
+            scratch.len(),
+        )?;
         let (b, h) = (xp.nrows(), self.hidden_dim());
         let xps = slice(op, xp)?;
         let hp = slice(op, prev)?;
@@ -324,6 +334,21 @@ impl<F: Float> Cell<F> for Gru<F> {
         scratch: &mut [F],
     ) -> Result<()> {
         let op = "Gru::step_backward";
+        let sw = self.state_width();
+        check_step(
+            self,
+            op,
+            &[
+                ("dnext", dnext.shape(), sw),
+                ("prev", step.prev.shape(), sw),
+                ("next", step.next.shape(), sw),
+                ("dprev", dprev.shape(), sw),
+                ("dxp", dxp.shape(), self.proj_dim()),
+                ("drec", drec.shape(), self.rec_grad_dim()),
+            ],
+            step.cache.len(),
+            scratch.len(),
+        )?;
         let (b, h) = (dnext.nrows(), self.hidden_dim());
         let hp = slice(op, step.prev)?;
         let dh = slice(op, dnext)?;
@@ -464,6 +489,19 @@ impl<F: Float> Cell<F> for Gru<F> {
         scratch: &mut [F],
     ) -> Result<()> {
         let op = "Gru::jvp_state";
+        let sw = self.state_width();
+        check_step(
+            self,
+            op,
+            &[
+                ("v", v.shape(), sw),
+                ("prev", step.prev.shape(), sw),
+                ("next", step.next.shape(), sw),
+                ("out", out.shape(), sw),
+            ],
+            step.cache.len(),
+            scratch.len(),
+        )?;
         let (b, h) = (v.nrows(), self.hidden_dim());
         let one = F::one();
         let hp = slice(op, step.prev)?;

@@ -21,6 +21,39 @@ pub(crate) fn slice_mut<'a, F>(op: &str, a: ArrayViewMut2<'a, F>) -> Result<&'a 
     })
 }
 
+/// `Err(Shape)` unless `shape` is `[rows, cols]`.
+pub(crate) fn check_view(op: &str, what: &str, rows: usize, cols: usize, shape: &[usize]) -> Result<()> {
+    rnnlab_core::validate::shape(op, what, &[rows, cols], shape)
+}
+
+/// `Err(Shape)` unless `got ≥ need`.
+pub(crate) fn check_at_least(op: &str, what: &str, need: usize, got: usize) -> Result<()> {
+    if got < need {
+        return Err(Error::shape(op, format!("{what} of at least {need} values"), format!("{got}")));
+    }
+    Ok(())
+}
+
+/// Checks what a step of `cell` is handed — each view `(name, shape, columns)` must be
+/// `[batch, columns]` with `batch` the first view's rows, and the cache and scratch slices
+/// long enough — so that a direct caller of the `Cell` methods gets an `Err`, never a panic.
+/// Returns the batch size.
+pub(crate) fn check_step<F: Float, C: rnnlab_core::Cell<F> + ?Sized>(
+    cell: &C,
+    op: &str,
+    views: &[(&str, &[usize], usize)],
+    cache: usize,
+    scratch: usize,
+) -> Result<usize> {
+    let batch = views.first().map_or(0, |(_, shape, _)| shape.first().copied().unwrap_or(0));
+    for (what, shape, cols) in views {
+        check_view(op, what, batch, *cols, shape)?;
+    }
+    check_at_least(op, "cache", cell.cache_len(batch), cache)?;
+    check_at_least(op, "scratch", cell.scratch_len(batch), scratch)?;
+    Ok(batch)
+}
+
 /// `c ← α·a·b + β·c` (matrixmultiply through ndarray). Shapes are the caller's invariant.
 #[inline]
 pub(crate) fn gemm<F: Float>(

@@ -6,7 +6,9 @@ use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Re
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedRec, add_bias_rows, add_col_sums, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
+use crate::kernels::{
+    PackedRec, add_bias_rows, add_col_sums, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace,
+};
 use crate::params::{check_param_shapes, shape_err};
 
 /// Configuration of an [`Lstm`] cell.
@@ -201,9 +203,17 @@ impl<F: Float> Cell<F> for Lstm<F> {
         prev: ArrayView2<'_, F>,
         next: ArrayViewMut2<'_, F>,
         cache: &mut [F],
-        _scratch: &mut [F],
+        scratch: &mut [F],
     ) -> Result<()> {
         let op = "Lstm::step";
+        let sw = self.state_width();
+        check_step(
+            self,
+            op,
+            &[("xp", xp.shape(), self.proj_dim()), ("prev", prev.shape(), sw), ("next", next.shape(), sw)],
+            cache.len(),
+            scratch.len(),
+        )?;
         let (b, h) = (xp.nrows(), self.hidden_dim());
         let (gates, tc) = cache.split_at_mut(4 * b * h);
         let mut gv = ArrayViewMut2::from_shape((b, 4 * h), &mut *gates).map_err(|e| shape_err(op, e))?;
@@ -232,10 +242,25 @@ impl<F: Float> Cell<F> for Lstm<F> {
         dnext: ArrayView2<'_, F>,
         mut dprev: ArrayViewMut2<'_, F>,
         mut dxp: ArrayViewMut2<'_, F>,
-        _drec: ArrayViewMut2<'_, F>,
-        _scratch: &mut [F],
+        drec: ArrayViewMut2<'_, F>,
+        scratch: &mut [F],
     ) -> Result<()> {
         let op = "Lstm::step_backward";
+        let sw = self.state_width();
+        check_step(
+            self,
+            op,
+            &[
+                ("dnext", dnext.shape(), sw),
+                ("prev", step.prev.shape(), sw),
+                ("next", step.next.shape(), sw),
+                ("dprev", dprev.shape(), sw),
+                ("dxp", dxp.shape(), self.proj_dim()),
+                ("drec", drec.shape(), self.rec_grad_dim()),
+            ],
+            step.cache.len(),
+            scratch.len(),
+        )?;
         let (b, h) = (dnext.nrows(), self.hidden_dim());
         let (gates, tc) = step.cache.split_at(4 * b * h);
         let prev = slice(op, step.prev)?;
@@ -284,6 +309,19 @@ impl<F: Float> Cell<F> for Lstm<F> {
         scratch: &mut [F],
     ) -> Result<()> {
         let op = "Lstm::jvp_state";
+        let sw = self.state_width();
+        check_step(
+            self,
+            op,
+            &[
+                ("v", v.shape(), sw),
+                ("prev", step.prev.shape(), sw),
+                ("next", step.next.shape(), sw),
+                ("out", out.shape(), sw),
+            ],
+            step.cache.len(),
+            scratch.len(),
+        )?;
         let (b, h) = (v.nrows(), self.hidden_dim());
         let u_buf = &mut scratch[..4 * b * h];
         let mut u = ArrayViewMut2::from_shape((b, 4 * h), &mut *u_buf).map_err(|e| shape_err(op, e))?;

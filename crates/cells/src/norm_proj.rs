@@ -12,7 +12,7 @@
 //!   δu = ∂L/∂(W_hh h_{t−1}) (Full only; in InputOnly δu = e_h).
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Ix1, Ix2, s};
-use rnnlab_core::{Error, Float, Param, ParamView, ParamViewMut, Parameterized, Result, SeqRefs, validate};
+use rnnlab_core::{Error, Float, Param, ParamView, ParamViewMut, Parameterized, Result, SeqRefs};
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::{add_col_sums, gemm};
@@ -63,18 +63,7 @@ pub(crate) fn plain_params<F: Float, C: Parameterized<F>>(op: &str, cell: &C) ->
     }
 }
 
-/// `Err(Shape)` unless `shape` is `[rows, cols]`.
-pub(crate) fn check_view(op: &str, what: &str, rows: usize, cols: usize, shape: &[usize]) -> Result<()> {
-    validate::shape(op, what, &[rows, cols], shape)
-}
-
-/// `Err(Shape)` unless `got ≥ need`.
-pub(crate) fn check_at_least(op: &str, what: &str, need: usize, got: usize) -> Result<()> {
-    if got < need {
-        return Err(Error::shape(op, format!("{what} of at least {need} values"), format!("{got}")));
-    }
-    Ok(())
-}
+pub(crate) use crate::kernels::{check_at_least, check_view};
 
 /// A `[rows, cols]` view of the first `rows · cols` values of `buf`.
 pub(crate) fn view_mut<'a, F>(op: &str, buf: &'a mut [F], rows: usize, cols: usize) -> Result<ArrayViewMut2<'a, F>> {

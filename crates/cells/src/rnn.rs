@@ -6,7 +6,7 @@ use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Re
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedRec, add_bias_rows, add_col_sums, gemm, slice, slice_mut};
+use crate::kernels::{PackedRec, add_bias_rows, add_col_sums, check_step, gemm, slice, slice_mut};
 use crate::params::check_param_shapes;
 
 /// Configuration of an [`Rnn`] cell.
@@ -207,14 +207,23 @@ impl<F: Float> Cell<F> for Rnn<F> {
         prev: ArrayView2<'_, F>,
         mut next: ArrayViewMut2<'_, F>,
         cache: &mut [F],
-        _scratch: &mut [F],
+        scratch: &mut [F],
     ) -> Result<()> {
+        let op = "Rnn::step";
+        let sw = self.state_width();
+        check_step(
+            self,
+            op,
+            &[("xp", xp.shape(), self.proj_dim()), ("prev", prev.shape(), sw), ("next", next.shape(), sw)],
+            cache.len(),
+            scratch.len(),
+        )?;
         next.assign(&xp);
         if t == 0 {
             self.packed.pack(self.w_hh.value.view());
         }
         self.packed.mul_t(self.w_hh.value.view(), prev, true, &mut next);
-        let a = slice_mut("Rnn::step", next)?;
+        let a = slice_mut(op, next)?;
         if !cache.is_empty() {
             cache.copy_from_slice(a);
         }
@@ -228,10 +237,25 @@ impl<F: Float> Cell<F> for Rnn<F> {
         dnext: ArrayView2<'_, F>,
         mut dprev: ArrayViewMut2<'_, F>,
         mut dxp: ArrayViewMut2<'_, F>,
-        _drec: ArrayViewMut2<'_, F>,
-        _scratch: &mut [F],
+        drec: ArrayViewMut2<'_, F>,
+        scratch: &mut [F],
     ) -> Result<()> {
         let op = "Rnn::step_backward";
+        let sw = self.state_width();
+        check_step(
+            self,
+            op,
+            &[
+                ("dnext", dnext.shape(), sw),
+                ("prev", step.prev.shape(), sw),
+                ("next", step.next.shape(), sw),
+                ("dprev", dprev.shape(), sw),
+                ("dxp", dxp.shape(), self.proj_dim()),
+                ("drec", drec.shape(), self.rec_grad_dim()),
+            ],
+            step.cache.len(),
+            scratch.len(),
+        )?;
         dxp.assign(&dnext);
         self.times_derivative(slice(op, step.next)?, step.cache, slice_mut(op, dxp.view_mut())?)?;
         self.packed.mul(self.w_hh.value.view(), dxp.view(), false, &mut dprev);
@@ -256,9 +280,22 @@ impl<F: Float> Cell<F> for Rnn<F> {
         step: StepRefs<'_, F>,
         v: ArrayView2<'_, F>,
         mut out: ArrayViewMut2<'_, F>,
-        _scratch: &mut [F],
+        scratch: &mut [F],
     ) -> Result<()> {
         let op = "Rnn::jvp_state";
+        let sw = self.state_width();
+        check_step(
+            self,
+            op,
+            &[
+                ("v", v.shape(), sw),
+                ("prev", step.prev.shape(), sw),
+                ("next", step.next.shape(), sw),
+                ("out", out.shape(), sw),
+            ],
+            step.cache.len(),
+            scratch.len(),
+        )?;
         self.packed.mul_t(self.w_hh.value.view(), v, false, &mut out);
         self.times_derivative(slice(op, step.next)?, step.cache, slice_mut(op, out)?)
     }

@@ -749,3 +749,46 @@ fn skipping_the_input_gradient_changes_no_parameter_gradient() {
     assert_eq!(with.2, without.2);
     assert!(with.1 && !without.1);
 }
+
+/// The `Cell` methods are public: wrong buffers handed to them directly are an `Err`.
+#[test]
+fn error_direct_step_calls_with_wrong_buffers() {
+    let (b, h) = (2, 4);
+    let mut cells: Vec<Box<dyn Cell<f64>>> = vec![
+        Box::new(lstm(3, h, 0)),
+        Box::new(gru(3, h, GruVariant::ResetAfter, 0)),
+        Box::new(gru(3, h, GruVariant::ResetBefore, 0)),
+        Box::new(rnn(3, h, ActivationKind::Gelu, 0)),
+    ];
+    for cell in &mut cells {
+        let (p, sw) = (cell.proj_dim(), cell.state_width());
+        let xp = Array2::zeros((b, p));
+        let prev = Array2::zeros((b, sw));
+        let mut next = Array2::zeros((b, sw));
+        let mut cache = vec![0.0; cell.cache_len(b)];
+        let mut scratch = vec![0.0; cell.scratch_len(b)];
+        // Right buffers work.
+        cell.step(0, xp.view(), prev.view(), next.view_mut(), &mut cache, &mut scratch).unwrap();
+        // A short cache, a too-narrow state and a batch mismatch are errors.
+        if !cache.is_empty() {
+            let e = cell.step(0, xp.view(), prev.view(), next.view_mut(), &mut cache[1..], &mut scratch).unwrap_err();
+            assert!(e.to_string().contains("cache"), "{}: {e}", cell.name());
+        }
+        let narrow = Array2::zeros((b, sw - 1));
+        assert!(cell.step(0, xp.view(), narrow.view(), next.view_mut(), &mut cache, &mut scratch).is_err());
+        let other_batch = Array2::zeros((b + 1, sw));
+        assert!(cell.step(0, xp.view(), other_batch.view(), next.view_mut(), &mut cache, &mut scratch).is_err());
+        // Backward and JVP with a wrong-width gradient.
+        let step = rnnlab_core::StepRefs { t: 0, xp: xp.view(), prev: prev.view(), next: next.view(), cache: &cache };
+        let (mut dprev, mut dxp) = (Array2::zeros((b, sw)), Array2::zeros((b, p)));
+        let mut drec = Array2::zeros((b, cell.rec_grad_dim()));
+        let bad = Array2::zeros((b, sw + 1));
+        assert!(
+            cell.step_backward(step, bad.view(), dprev.view_mut(), dxp.view_mut(), drec.view_mut(), &mut scratch)
+                .is_err()
+        );
+        let mut out = Array2::zeros((b, sw));
+        assert!(cell.jvp_state(step, bad.view(), out.view_mut(), &mut scratch).is_err());
+        assert!(cell.vjp_state(step, bad.view(), out.view_mut()).is_err());
+    }
+}
