@@ -1,14 +1,14 @@
 //! The GRU cell (Cho et al. 2014; Chung et al. 2014) in both published variants.
 
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Ix1, Ix2, s};
-use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, s};
+use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::{
     PackedRec, add_bias_rows, add_col_sums, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace,
 };
-use crate::params::{check_param_shapes, shape_err};
+use crate::params::{GateParams, shape_err};
 
 /// Where the reset gate acts in the candidate state n.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,10 +112,8 @@ impl GruConfig {
 #[serde(bound = "F: Float")]
 pub struct Gru<F: Float> {
     variant: GruVariant,
-    w_ih: Param<F, Ix2>,
-    w_hh: Param<F, Ix2>,
-    b_ih: Param<F, Ix1>,
-    b_hh: Param<F, Ix1>,
+    #[serde(flatten)]
+    p: GateParams<F>,
     /// Reset-after: all of `w_hh`; reset-before: its r,z rows. Refreshed at step 0.
     #[serde(skip)]
     packed: PackedRec<F>,
@@ -139,13 +137,9 @@ impl<F: Float> Gru<F> {
         b_ih: Array1<F>,
         b_hh: Array1<F>,
     ) -> Result<Self> {
-        check_param_shapes("Gru::from_params", 3, &w_ih, &w_hh, &b_ih, &b_hh)?;
         Ok(Self {
             variant,
-            w_ih: Param::new(w_ih),
-            w_hh: Param::new(w_hh),
-            b_ih: Param::new(b_ih),
-            b_hh: Param::new(b_hh),
+            p: GateParams::new("Gru::from_params", 3, w_ih, w_hh, b_ih, b_hh)?,
             packed: PackedRec::default(),
             packed_n: PackedRec::default(),
         })
@@ -159,17 +153,11 @@ impl<F: Float> Gru<F> {
 
 impl<F: Float> Parameterized<F> for Gru<F> {
     fn visit_params(&self, v: &mut dyn FnMut(&str, ParamView<'_, F>)) {
-        v("w_ih", self.w_ih.view());
-        v("w_hh", self.w_hh.view());
-        v("b_ih", self.b_ih.view());
-        v("b_hh", self.b_hh.view());
+        self.p.visit(v);
     }
 
     fn visit_params_mut(&mut self, v: &mut dyn FnMut(&str, ParamViewMut<'_, F>)) {
-        v("w_ih", self.w_ih.view_mut());
-        v("w_hh", self.w_hh.view_mut());
-        v("b_ih", self.b_ih.view_mut());
-        v("b_hh", self.b_hh.view_mut());
+        self.p.visit_mut(v);
     }
 }
 
@@ -182,11 +170,11 @@ impl<F: Float> Cell<F> for Gru<F> {
     }
 
     fn input_dim(&self) -> usize {
-        self.w_ih.value.ncols()
+        self.p.input_dim()
     }
 
     fn hidden_dim(&self) -> usize {
-        self.w_hh.value.ncols()
+        self.p.hidden_dim()
     }
 
     fn state_names(&self) -> &'static [&'static str] {
@@ -218,12 +206,12 @@ impl<F: Float> Cell<F> for Gru<F> {
     }
 
     fn project_input(&self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &x, &self.w_ih.value.t(), F::zero(), &mut out);
+        gemm(F::one(), &x, &self.p.w_ih.value.t(), F::zero(), &mut out);
         let h = self.hidden_dim();
-        let mut bias = &self.b_ih.value + &self.b_hh.value;
+        let mut bias = &self.p.b_ih.value + &self.p.b_hh.value;
         if self.variant == GruVariant::ResetAfter {
             // b_hn sits inside r ⊙ (·): the step adds it to the recurrent projection instead.
-            bias.slice_mut(s![2 * h..]).assign(&self.b_ih.value.slice(s![2 * h..]));
+            bias.slice_mut(s![2 * h..]).assign(&self.p.b_ih.value.slice(s![2 * h..]));
         }
         add_bias_rows(&mut out, bias.view());
         Ok(())
@@ -253,14 +241,14 @@ impl<F: Float> Cell<F> for Gru<F> {
         let hn_out = slice_mut(op, next)?;
         if t == 0 {
             match self.variant {
-                GruVariant::ResetAfter => self.packed.pack(self.w_hh.value.view()),
+                GruVariant::ResetAfter => self.packed.pack(self.p.w_hh.value.view()),
                 GruVariant::ResetBefore => {
-                    self.packed.pack(self.w_hh.value.slice(s![..2 * h, ..]));
-                    self.packed_n.pack(self.w_hh.value.slice(s![2 * h.., ..]));
+                    self.packed.pack(self.p.w_hh.value.slice(s![..2 * h, ..]));
+                    self.packed_n.pack(self.p.w_hh.value.slice(s![2 * h.., ..]));
                 }
             }
         }
-        let w = self.w_hh.value.view();
+        let w = self.p.w_hh.value.view();
         let (w_rz, w_n) = (w.slice(s![..2 * h, ..]), w.slice(s![2 * h.., ..]));
         match self.variant {
             GruVariant::ResetAfter => {
@@ -268,7 +256,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                     ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
                 self.packed.mul_t(w, prev, false, &mut u);
                 let u = &scratch[..3 * b * h];
-                let b_hn = self.b_hh.value.slice(s![2 * h..]);
+                let b_hn = self.p.b_hh.value.slice(s![2 * h..]);
                 let b_hn = b_hn.as_slice().ok_or_else(|| {
                     shape_err(op, ndarray::ShapeError::from_kind(ndarray::ErrorKind::IncompatibleLayout))
                 })?;
@@ -381,7 +369,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                         }
                     }
                 }
-                self.packed.mul(self.w_hh.value.view(), drec.view(), true, &mut dprev);
+                self.packed.mul(self.p.w_hh.value.view(), drec.view(), true, &mut dprev);
             }
             GruVariant::ResetBefore => {
                 {
@@ -401,7 +389,12 @@ impl<F: Float> Cell<F> for Gru<F> {
                 // δ(r ⊙ h_{t−1}) = δa_n · W_hn
                 let drh_buf = &mut scratch[..b * h];
                 let mut drh = ArrayViewMut2::from_shape((b, h), &mut *drh_buf).map_err(|e| shape_err(op, e))?;
-                self.packed_n.mul(self.w_hh.value.slice(s![2 * h.., ..]), dxp.slice(s![.., 2 * h..]), false, &mut drh);
+                self.packed_n.mul(
+                    self.p.w_hh.value.slice(s![2 * h.., ..]),
+                    dxp.slice(s![.., 2 * h..]),
+                    false,
+                    &mut drh,
+                );
                 {
                     let dx = slice_mut(op, dxp.view_mut())?;
                     let dp = slice_mut(op, dprev.view_mut())?;
@@ -419,7 +412,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                         }
                     }
                 }
-                self.packed.mul(self.w_hh.value.slice(s![..2 * h, ..]), dxp.slice(s![.., ..2 * h]), true, &mut dprev);
+                self.packed.mul(self.p.w_hh.value.slice(s![..2 * h, ..]), dxp.slice(s![.., ..2 * h]), true, &mut dprev);
             }
         }
         Ok(())
@@ -428,21 +421,21 @@ impl<F: Float> Cell<F> for Gru<F> {
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
         let one = F::one();
         let h = self.hidden_dim();
-        gemm(one, &seq.dxp.t(), &seq.x, one, &mut self.w_ih.grad.view_mut());
-        add_col_sums(&mut self.b_ih.grad, &seq.dxp);
+        gemm(one, &seq.dxp.t(), &seq.x, one, &mut self.p.w_ih.grad.view_mut());
+        add_col_sums(&mut self.p.b_ih.grad, &seq.dxp);
         match self.variant {
             GruVariant::ResetAfter => {
-                gemm(one, &seq.drec.t(), &seq.prev, one, &mut self.w_hh.grad.view_mut());
-                add_col_sums(&mut self.b_hh.grad, &seq.drec);
+                gemm(one, &seq.drec.t(), &seq.prev, one, &mut self.p.w_hh.grad.view_mut());
+                add_col_sums(&mut self.p.b_hh.grad, &seq.drec);
             }
             GruVariant::ResetBefore => {
-                add_col_sums(&mut self.b_hh.grad, &seq.dxp);
+                add_col_sums(&mut self.p.b_hh.grad, &seq.dxp);
                 gemm(
                     one,
                     &seq.dxp.slice(s![.., ..2 * h]).t(),
                     &seq.prev,
                     one,
-                    &mut self.w_hh.grad.slice_mut(s![..2 * h, ..]),
+                    &mut self.p.w_hh.grad.slice_mut(s![..2 * h, ..]),
                 );
                 // W_hn's input is r ⊙ h_{t−1}: rebuild it from the cached r.
                 let n = seq.prev.nrows();
@@ -469,7 +462,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                     &seq.dxp.slice(s![.., 2 * h..]).t(),
                     &rh.view(),
                     one,
-                    &mut self.w_hh.grad.slice_mut(s![2 * h.., ..]),
+                    &mut self.p.w_hh.grad.slice_mut(s![2 * h.., ..]),
                 );
             }
         }
@@ -477,7 +470,7 @@ impl<F: Float> Cell<F> for Gru<F> {
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &dxp, &self.w_ih.value.view(), F::zero(), &mut dx);
+        gemm(F::one(), &dxp, &self.p.w_ih.value.view(), F::zero(), &mut dx);
         Ok(())
     }
 
@@ -511,7 +504,7 @@ impl<F: Float> Cell<F> for Gru<F> {
             GruVariant::ResetAfter => {
                 let mut u =
                     ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
-                self.packed.mul_t(self.w_hh.value.view(), v, false, &mut u);
+                self.packed.mul_t(self.p.w_hh.value.view(), v, false, &mut u);
                 let u = &scratch[..3 * b * h];
                 for row in 0..b {
                     let c = &step.cache[row * 4 * h..(row + 1) * 4 * h];
@@ -530,7 +523,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                 let (u_rz, rest) = scratch.split_at_mut(2 * b * h);
                 let (drh, u_n) = rest.split_at_mut(b * h);
                 let mut urz = ArrayViewMut2::from_shape((b, 2 * h), &mut *u_rz).map_err(|e| shape_err(op, e))?;
-                self.packed.mul_t(self.w_hh.value.slice(s![..2 * h, ..]), v, false, &mut urz);
+                self.packed.mul_t(self.p.w_hh.value.slice(s![..2 * h, ..]), v, false, &mut urz);
                 for row in 0..b {
                     let c = &step.cache[row * 3 * h..(row + 1) * 3 * h];
                     for k in 0..h {
@@ -541,7 +534,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                 }
                 let drhv = ArrayView2::from_shape((b, h), &*drh).map_err(|e| shape_err(op, e))?;
                 let mut unv = ArrayViewMut2::from_shape((b, h), &mut *u_n).map_err(|e| shape_err(op, e))?;
-                self.packed_n.mul_t(self.w_hh.value.slice(s![2 * h.., ..]), drhv, false, &mut unv);
+                self.packed_n.mul_t(self.p.w_hh.value.slice(s![2 * h.., ..]), drhv, false, &mut unv);
                 for row in 0..b {
                     let c = &step.cache[row * 3 * h..(row + 1) * 3 * h];
                     let (z, n) = (&c[h..2 * h], &c[2 * h..]);

@@ -1,15 +1,15 @@
 //! The LSTM cell (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000),
 //! PyTorch's gate order and parameter layout.
 
-use ndarray::{Array1, ArrayView2, ArrayViewMut2, Ix1, Ix2, s};
-use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
+use ndarray::{Array1, ArrayView2, ArrayViewMut2, s};
+use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::{
     PackedRec, add_bias_rows, add_col_sums, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace,
 };
-use crate::params::{check_param_shapes, shape_err};
+use crate::params::{GateParams, shape_err};
 
 /// Configuration of an [`Lstm`] cell.
 ///
@@ -108,10 +108,8 @@ impl LstmConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "F: Float")]
 pub struct Lstm<F: Float> {
-    w_ih: Param<F, Ix2>,
-    w_hh: Param<F, Ix2>,
-    b_ih: Param<F, Ix1>,
-    b_hh: Param<F, Ix1>,
+    #[serde(flatten)]
+    p: GateParams<F>,
     /// `w_hh` packed for the per-step products, refreshed at step 0 of each forward pass.
     #[serde(skip)]
     packed: PackedRec<F>,
@@ -132,30 +130,17 @@ impl<F: Float> Lstm<F> {
         b_ih: Array1<F>,
         b_hh: Array1<F>,
     ) -> Result<Self> {
-        check_param_shapes("Lstm::from_params", 4, &w_ih, &w_hh, &b_ih, &b_hh)?;
-        Ok(Self {
-            w_ih: Param::new(w_ih),
-            w_hh: Param::new(w_hh),
-            b_ih: Param::new(b_ih),
-            b_hh: Param::new(b_hh),
-            packed: PackedRec::default(),
-        })
+        Ok(Self { p: GateParams::new("Lstm::from_params", 4, w_ih, w_hh, b_ih, b_hh)?, packed: PackedRec::default() })
     }
 }
 
 impl<F: Float> Parameterized<F> for Lstm<F> {
     fn visit_params(&self, v: &mut dyn FnMut(&str, ParamView<'_, F>)) {
-        v("w_ih", self.w_ih.view());
-        v("w_hh", self.w_hh.view());
-        v("b_ih", self.b_ih.view());
-        v("b_hh", self.b_hh.view());
+        self.p.visit(v);
     }
 
     fn visit_params_mut(&mut self, v: &mut dyn FnMut(&str, ParamViewMut<'_, F>)) {
-        v("w_ih", self.w_ih.view_mut());
-        v("w_hh", self.w_hh.view_mut());
-        v("b_ih", self.b_ih.view_mut());
-        v("b_hh", self.b_hh.view_mut());
+        self.p.visit_mut(v);
     }
 }
 
@@ -165,11 +150,11 @@ impl<F: Float> Cell<F> for Lstm<F> {
     }
 
     fn input_dim(&self) -> usize {
-        self.w_ih.value.ncols()
+        self.p.input_dim()
     }
 
     fn hidden_dim(&self) -> usize {
-        self.w_hh.value.ncols()
+        self.p.hidden_dim()
     }
 
     fn state_names(&self) -> &'static [&'static str] {
@@ -190,8 +175,8 @@ impl<F: Float> Cell<F> for Lstm<F> {
     }
 
     fn project_input(&self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &x, &self.w_ih.value.t(), F::zero(), &mut out);
-        let bias = &self.b_ih.value + &self.b_hh.value;
+        gemm(F::one(), &x, &self.p.w_ih.value.t(), F::zero(), &mut out);
+        let bias = &self.p.b_ih.value + &self.p.b_hh.value;
         add_bias_rows(&mut out, bias.view());
         Ok(())
     }
@@ -219,9 +204,9 @@ impl<F: Float> Cell<F> for Lstm<F> {
         let mut gv = ArrayViewMut2::from_shape((b, 4 * h), &mut *gates).map_err(|e| shape_err(op, e))?;
         gv.assign(&xp);
         if t == 0 {
-            self.packed.pack(self.w_hh.value.view());
+            self.packed.pack(self.p.w_hh.value.view());
         }
-        self.packed.mul_t(self.w_hh.value.view(), prev.slice(s![.., ..h]), true, &mut gv);
+        self.packed.mul_t(self.p.w_hh.value.view(), prev.slice(s![.., ..h]), true, &mut gv);
         let prev = slice(op, prev)?;
         let next = slice_mut(op, next)?;
         for r in 0..b {
@@ -283,21 +268,21 @@ impl<F: Float> Cell<F> for Lstm<F> {
                 );
             }
         }
-        self.packed.mul(self.w_hh.value.view(), dxp.view(), false, &mut dprev.slice_mut(s![.., ..h]));
+        self.packed.mul(self.p.w_hh.value.view(), dxp.view(), false, &mut dprev.slice_mut(s![.., ..h]));
         Ok(())
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
         let h = self.hidden_dim();
-        gemm(F::one(), &seq.dxp.t(), &seq.x, F::one(), &mut self.w_ih.grad.view_mut());
-        gemm(F::one(), &seq.dxp.t(), &seq.prev.slice(s![.., ..h]), F::one(), &mut self.w_hh.grad.view_mut());
-        add_col_sums(&mut self.b_ih.grad, &seq.dxp);
-        add_col_sums(&mut self.b_hh.grad, &seq.dxp);
+        gemm(F::one(), &seq.dxp.t(), &seq.x, F::one(), &mut self.p.w_ih.grad.view_mut());
+        gemm(F::one(), &seq.dxp.t(), &seq.prev.slice(s![.., ..h]), F::one(), &mut self.p.w_hh.grad.view_mut());
+        add_col_sums(&mut self.p.b_ih.grad, &seq.dxp);
+        add_col_sums(&mut self.p.b_hh.grad, &seq.dxp);
         Ok(())
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &dxp, &self.w_ih.value.view(), F::zero(), &mut dx);
+        gemm(F::one(), &dxp, &self.p.w_ih.value.view(), F::zero(), &mut dx);
         Ok(())
     }
 
@@ -325,7 +310,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
         let (b, h) = (v.nrows(), self.hidden_dim());
         let u_buf = &mut scratch[..4 * b * h];
         let mut u = ArrayViewMut2::from_shape((b, 4 * h), &mut *u_buf).map_err(|e| shape_err(op, e))?;
-        self.packed.mul_t(self.w_hh.value.view(), v.slice(s![.., ..h]), false, &mut u);
+        self.packed.mul_t(self.p.w_hh.value.view(), v.slice(s![.., ..h]), false, &mut u);
         let (gates, tc) = step.cache.split_at(4 * b * h);
         let prev = slice(op, step.prev)?;
         let vs = slice(op, v)?;

@@ -1,7 +1,61 @@
-//! Shape checks shared by the cells' `from_params` constructors.
+//! The four PyTorch-layout parameters shared by the plain cells, and their shape checks.
 
-use ndarray::{Array1, Array2};
-use rnnlab_core::{Error, Result};
+use ndarray::{Array1, Array2, Ix1, Ix2};
+use rnnlab_core::{Error, Float, Param, ParamView, ParamViewMut, Result};
+use serde::{Deserialize, Serialize};
+
+/// `w_ih` `[gates·H, I]`, `w_hh` `[gates·H, H]`, `b_ih`, `b_hh` `[gates·H]` — PyTorch's layout,
+/// visited in this order under these names. Cells embed it with `#[serde(flatten)]`, so their
+/// serialised form lists the four directly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "F: Float")]
+pub(crate) struct GateParams<F: Float> {
+    pub(crate) w_ih: Param<F, Ix2>,
+    pub(crate) w_hh: Param<F, Ix2>,
+    pub(crate) b_ih: Param<F, Ix1>,
+    pub(crate) b_hh: Param<F, Ix1>,
+}
+
+impl<F: Float> GateParams<F> {
+    /// Checks the shapes for `gates` gate blocks (see [`check_param_shapes`]) and wraps them.
+    pub(crate) fn new(
+        op: &str,
+        gates: usize,
+        w_ih: Array2<F>,
+        w_hh: Array2<F>,
+        b_ih: Array1<F>,
+        b_hh: Array1<F>,
+    ) -> Result<Self> {
+        check_param_shapes(op, gates, &w_ih, &w_hh, &b_ih, &b_hh)?;
+        Ok(Self { w_ih: Param::new(w_ih), w_hh: Param::new(w_hh), b_ih: Param::new(b_ih), b_hh: Param::new(b_hh) })
+    }
+
+    /// The input width I.
+    pub(crate) fn input_dim(&self) -> usize {
+        self.w_ih.value.ncols()
+    }
+
+    /// The hidden width H.
+    pub(crate) fn hidden_dim(&self) -> usize {
+        self.w_hh.value.ncols()
+    }
+
+    /// Visits `w_ih`, `w_hh`, `b_ih`, `b_hh`.
+    pub(crate) fn visit(&self, v: &mut dyn FnMut(&str, ParamView<'_, F>)) {
+        v("w_ih", self.w_ih.view());
+        v("w_hh", self.w_hh.view());
+        v("b_ih", self.b_ih.view());
+        v("b_hh", self.b_hh.view());
+    }
+
+    /// Visits them mutably, in the same order.
+    pub(crate) fn visit_mut(&mut self, v: &mut dyn FnMut(&str, ParamViewMut<'_, F>)) {
+        v("w_ih", self.w_ih.view_mut());
+        v("w_hh", self.w_hh.view_mut());
+        v("b_ih", self.b_ih.view_mut());
+        v("b_hh", self.b_hh.view_mut());
+    }
+}
 
 /// Checks PyTorch-layout parameters of a cell with `gates` gate blocks:
 /// `w_ih` `[gates·H, I]`, `w_hh` `[gates·H, H]`, `b_ih`, `b_hh` `[gates·H]`, with H, I ≥ 1.

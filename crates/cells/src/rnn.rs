@@ -1,13 +1,13 @@
 //! The Elman RNN cell with any activation from `rnnlab-activations`.
 
-use ndarray::{Array1, ArrayView2, ArrayViewMut2, Ix1, Ix2};
+use ndarray::{Array1, ArrayView2, ArrayViewMut2};
 use rnnlab_activations::ActivationKind;
-use rnnlab_core::{Cell, Float, Param, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
+use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::{PackedRec, add_bias_rows, add_col_sums, check_step, gemm, slice, slice_mut};
-use crate::params::check_param_shapes;
+use crate::params::GateParams;
 
 /// Configuration of an [`Rnn`] cell.
 ///
@@ -95,10 +95,8 @@ impl RnnConfig {
 #[serde(bound = "F: Float")]
 pub struct Rnn<F: Float> {
     activation: ActivationKind,
-    w_ih: Param<F, Ix2>,
-    w_hh: Param<F, Ix2>,
-    b_ih: Param<F, Ix1>,
-    b_hh: Param<F, Ix1>,
+    #[serde(flatten)]
+    p: GateParams<F>,
     /// `w_hh` packed for the per-step products, refreshed at step 0 of each forward pass.
     #[serde(skip)]
     packed: PackedRec<F>,
@@ -120,13 +118,9 @@ impl<F: Float> Rnn<F> {
         b_hh: Array1<F>,
     ) -> Result<Self> {
         activation.validate()?;
-        check_param_shapes("Rnn::from_params", 1, &w_ih, &w_hh, &b_ih, &b_hh)?;
         Ok(Self {
             activation,
-            w_ih: Param::new(w_ih),
-            w_hh: Param::new(w_hh),
-            b_ih: Param::new(b_ih),
-            b_hh: Param::new(b_hh),
+            p: GateParams::new("Rnn::from_params", 1, w_ih, w_hh, b_ih, b_hh)?,
             packed: PackedRec::default(),
         })
     }
@@ -149,17 +143,11 @@ impl<F: Float> Rnn<F> {
 
 impl<F: Float> Parameterized<F> for Rnn<F> {
     fn visit_params(&self, v: &mut dyn FnMut(&str, ParamView<'_, F>)) {
-        v("w_ih", self.w_ih.view());
-        v("w_hh", self.w_hh.view());
-        v("b_ih", self.b_ih.view());
-        v("b_hh", self.b_hh.view());
+        self.p.visit(v);
     }
 
     fn visit_params_mut(&mut self, v: &mut dyn FnMut(&str, ParamViewMut<'_, F>)) {
-        v("w_ih", self.w_ih.view_mut());
-        v("w_hh", self.w_hh.view_mut());
-        v("b_ih", self.b_ih.view_mut());
-        v("b_hh", self.b_hh.view_mut());
+        self.p.visit_mut(v);
     }
 }
 
@@ -169,11 +157,11 @@ impl<F: Float> Cell<F> for Rnn<F> {
     }
 
     fn input_dim(&self) -> usize {
-        self.w_ih.value.ncols()
+        self.p.input_dim()
     }
 
     fn hidden_dim(&self) -> usize {
-        self.w_hh.value.ncols()
+        self.p.hidden_dim()
     }
 
     fn state_names(&self) -> &'static [&'static str] {
@@ -194,8 +182,8 @@ impl<F: Float> Cell<F> for Rnn<F> {
     }
 
     fn project_input(&self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &x, &self.w_ih.value.t(), F::zero(), &mut out);
-        let bias = &self.b_ih.value + &self.b_hh.value;
+        gemm(F::one(), &x, &self.p.w_ih.value.t(), F::zero(), &mut out);
+        let bias = &self.p.b_ih.value + &self.p.b_hh.value;
         add_bias_rows(&mut out, bias.view());
         Ok(())
     }
@@ -220,9 +208,9 @@ impl<F: Float> Cell<F> for Rnn<F> {
         )?;
         next.assign(&xp);
         if t == 0 {
-            self.packed.pack(self.w_hh.value.view());
+            self.packed.pack(self.p.w_hh.value.view());
         }
-        self.packed.mul_t(self.w_hh.value.view(), prev, true, &mut next);
+        self.packed.mul_t(self.p.w_hh.value.view(), prev, true, &mut next);
         let a = slice_mut(op, next)?;
         if !cache.is_empty() {
             cache.copy_from_slice(a);
@@ -258,20 +246,20 @@ impl<F: Float> Cell<F> for Rnn<F> {
         )?;
         dxp.assign(&dnext);
         self.times_derivative(slice(op, step.next)?, step.cache, slice_mut(op, dxp.view_mut())?)?;
-        self.packed.mul(self.w_hh.value.view(), dxp.view(), false, &mut dprev);
+        self.packed.mul(self.p.w_hh.value.view(), dxp.view(), false, &mut dprev);
         Ok(())
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
-        gemm(F::one(), &seq.dxp.t(), &seq.x, F::one(), &mut self.w_ih.grad.view_mut());
-        gemm(F::one(), &seq.dxp.t(), &seq.prev, F::one(), &mut self.w_hh.grad.view_mut());
-        add_col_sums(&mut self.b_ih.grad, &seq.dxp);
-        add_col_sums(&mut self.b_hh.grad, &seq.dxp);
+        gemm(F::one(), &seq.dxp.t(), &seq.x, F::one(), &mut self.p.w_ih.grad.view_mut());
+        gemm(F::one(), &seq.dxp.t(), &seq.prev, F::one(), &mut self.p.w_hh.grad.view_mut());
+        add_col_sums(&mut self.p.b_ih.grad, &seq.dxp);
+        add_col_sums(&mut self.p.b_hh.grad, &seq.dxp);
         Ok(())
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &dxp, &self.w_ih.value.view(), F::zero(), &mut dx);
+        gemm(F::one(), &dxp, &self.p.w_ih.value.view(), F::zero(), &mut dx);
         Ok(())
     }
 
@@ -296,7 +284,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
             step.cache.len(),
             scratch.len(),
         )?;
-        self.packed.mul_t(self.w_hh.value.view(), v, false, &mut out);
+        self.packed.mul_t(self.p.w_hh.value.view(), v, false, &mut out);
         self.times_derivative(slice(op, step.next)?, step.cache, slice_mut(op, out)?)
     }
 }
