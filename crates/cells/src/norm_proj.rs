@@ -15,7 +15,7 @@ use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Ix1, Ix2, s};
 use rnnlab_core::{Error, Float, Param, ParamView, ParamViewMut, Parameterized, Result, SeqRefs};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{add_col_sums, gemm};
+use crate::kernels::{PackedRec, add_col_sums, gemm};
 use crate::norm_unit::{NormUnit, inv_len};
 use crate::params::{check_param_shapes, shape_err};
 use crate::{NormConfig, NormKind, NormPlacement};
@@ -30,6 +30,9 @@ pub(crate) struct NormProj<F: Float> {
     pub(crate) b_hh: Param<F, Ix1>,
     pub(crate) norm_x: NormUnit<F>,
     pub(crate) norm_h: Option<NormUnit<F>>,
+    /// `w_hh` packed for the per-step products, refreshed at step 0 of each forward pass.
+    #[serde(skip)]
+    pub(crate) packed: PackedRec<F>,
 }
 
 /// A plain cell's `(w_ih, w_hh, b_ih, b_hh)`.
@@ -105,6 +108,7 @@ impl<F: Float> NormProj<F> {
             b_hh: Param::new(b_hh),
             norm_x: NormUnit::new(cfg, p),
             norm_h: (cfg.placement == NormPlacement::Full).then(|| NormUnit::new(cfg, p)),
+            packed: PackedRec::default(),
         })
     }
 
@@ -199,6 +203,9 @@ impl<F: Float> NormProj<F> {
         let (b, p) = (prev_h.nrows(), self.proj_dim());
         let il = inv_len(cfg.kind, b, p);
         check_at_least(op, "cache", self.front_len(cfg.kind, b), front.len())?;
+        if t == 0 {
+            self.packed.pack(self.w_hh.value.view());
+        }
         let (flag, rest) = front.split_at_mut(1);
         flag[0] = if batch_stats { F::one() } else { F::zero() };
         let (xh_x, rest) = rest.split_at_mut(b * p);
@@ -208,12 +215,12 @@ impl<F: Float> NormProj<F> {
             Some(nh) => {
                 let (xh_h, rest) = rest.split_at_mut(b * p);
                 let mut uv = view_mut(op, u, b, p)?;
-                gemm(F::one(), &prev_h, &self.w_hh.value.t(), F::zero(), &mut uv);
+                self.packed.mul_t(self.w_hh.value.view(), prev_h, false, &mut uv);
                 nh.forward(cfg, batch_stats, t, &u[..b * p], q, xh_h, &mut rest[..il], stats)
             }
             None => {
                 let mut qv = view_mut(op, q, b, p)?;
-                gemm(F::one(), &prev_h, &self.w_hh.value.t(), F::zero(), &mut qv);
+                self.packed.mul_t(self.w_hh.value.view(), prev_h, false, &mut qv);
                 Ok(())
             }
         }
@@ -235,7 +242,6 @@ impl<F: Float> NormProj<F> {
         accumulate: bool,
     ) -> Result<()> {
         let (b, p) = (dprev_h.nrows(), self.proj_dim());
-        let beta = if accumulate { F::one() } else { F::zero() };
         self.norm_x.backward(kind, front.batch_stats, e_x, front.xh_x, front.s_x, dxp, false)?;
         let src = match &self.norm_h {
             Some(nh) => {
@@ -244,7 +250,7 @@ impl<F: Float> NormProj<F> {
             }
             None => e_h,
         };
-        gemm(F::one(), &view(op, src, b, p)?, &self.w_hh.value.view(), beta, dprev_h);
+        self.packed.mul(self.w_hh.value.view(), view(op, src, b, p)?, accumulate, dprev_h);
         Ok(())
     }
 
@@ -261,11 +267,11 @@ impl<F: Float> NormProj<F> {
         let (b, p) = (v_h.nrows(), self.proj_dim());
         match &self.norm_h {
             Some(nh) => {
-                gemm(F::one(), &v_h, &self.w_hh.value.t(), F::zero(), &mut view_mut(op, u, b, p)?);
+                self.packed.mul_t(self.w_hh.value.view(), v_h, false, &mut view_mut(op, u, b, p)?);
                 nh.jvp(kind, front.batch_stats, &u[..b * p], front.xh_h, front.s_h, &mut dq[..b * p])
             }
             None => {
-                gemm(F::one(), &v_h, &self.w_hh.value.t(), F::zero(), &mut view_mut(op, dq, b, p)?);
+                self.packed.mul_t(self.w_hh.value.view(), v_h, false, &mut view_mut(op, dq, b, p)?);
                 Ok(())
             }
         }
