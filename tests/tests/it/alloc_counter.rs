@@ -1,29 +1,40 @@
-//! A global allocator that counts live bytes and their peak, for memory tests.
+//! A global allocator that counts, per thread, the live bytes and their peak — per thread, so
+//! that tests running in parallel in this binary do not disturb each other's measurements.
 #![allow(unsafe_code)] // implementing `GlobalAlloc` is unsafe by definition; it only forwards to `System`
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 pub(crate) struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // Const-initialised and without destructors: usable from inside the allocator at any time.
+    static LIVE: Cell<i64> = const { Cell::new(0) };
+    static PEAK: Cell<i64> = const { Cell::new(0) };
+}
+
+fn record(delta: i64) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the counters are only
-// bookkeeping.
+// bookkeeping and never allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: same contract as the caller's.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
-            PEAK.fetch_max(live, Ordering::SeqCst);
+            record(layout.size() as i64);
         }
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
+        record(-(layout.size() as i64));
         // SAFETY: same contract as the caller's.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -32,14 +43,14 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Resets the peak to the current live size and returns that size.
-pub(crate) fn reset_peak() -> usize {
-    let live = LIVE.load(Ordering::SeqCst);
-    PEAK.store(live, Ordering::SeqCst);
+/// Resets this thread's peak to its current live size and returns that size.
+pub(crate) fn reset_peak() -> i64 {
+    let live = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(live));
     live
 }
 
-/// The peak live size since the last reset.
-pub(crate) fn peak() -> usize {
-    PEAK.load(Ordering::SeqCst)
+/// This thread's peak live size since the last reset.
+pub(crate) fn peak() -> i64 {
+    PEAK.with(Cell::get)
 }
