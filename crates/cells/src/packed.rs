@@ -36,13 +36,14 @@
 //! (panel boundaries at multiples of `NR`), but may differ in the last bits between builds with and without
 //! `fma`.
 //!
-//! # Speed (f32, M = 32, one thread, GFLOP/s against matrixmultiply on the same operands)
-//! The kernel is plain safe Rust, so its vector width is the build's. With the default x86-64
-//! target (SSE2, no FMA) it reaches about half of matrixmultiply's run-time-dispatched
-//! AVX2 + FMA kernel (≈ 30–35 vs 60–75). Built with AVX2 + FMA (`-C target-cpu=x86-64-v3`
-//! or `native`) it reaches ≈ 95–105 against 65–75, 1.3–1.5× faster from (K, N) = (128, 128)
-//! up to (512, 2048), and ≈ 1.1× at (32, 128). `NR` follows the build: 256-bit panels with
-//! AVX, 512-bit with AVX-512, 128-bit otherwise.
+//! # Speed
+//! The kernel is plain safe Rust, so its vector width is the build's: with AVX2 + FMA compiled
+//! in (`-C target-cpu=x86-64-v3`, the workspace default on x86-64) it beats matrixmultiply's
+//! run-time-dispatched kernel at these shapes, because nothing is re-packed per step; with the
+//! baseline x86-64 target (SSE2, no FMA) it would be slower, so the cells use it only when the
+//! `fma` feature is compiled in (`kernels::USE_PACKED`). The effect on a whole training step is
+//! measured by `cargo xtask bench`. `NR` follows the build: 256-bit panels with AVX, 512-bit
+//! with AVX-512, 128-bit otherwise.
 
 use std::mem::size_of;
 
