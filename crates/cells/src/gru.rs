@@ -6,7 +6,7 @@ use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::{
-    PackedRec, add_bias_rows, add_col_sums, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace,
+    PackedWeight, add_bias_rows, add_col_sums, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace,
 };
 use crate::params::{GateParams, shape_err};
 
@@ -116,10 +116,10 @@ pub struct Gru<F: Float> {
     p: GateParams<F>,
     /// Reset-after: all of `w_hh`; reset-before: its r,z rows. Refreshed at step 0.
     #[serde(skip)]
-    packed: PackedRec<F>,
+    packed: PackedWeight<F>,
     /// Reset-before only: `w_hh`'s n rows (`W_hn`, applied to r ⊙ h).
     #[serde(skip)]
-    packed_n: PackedRec<F>,
+    packed_n: PackedWeight<F>,
 }
 
 const STATE: &[&str] = &["h"];
@@ -140,8 +140,8 @@ impl<F: Float> Gru<F> {
         Ok(Self {
             variant,
             p: GateParams::new("Gru::from_params", 3, w_ih, w_hh, b_ih, b_hh)?,
-            packed: PackedRec::default(),
-            packed_n: PackedRec::default(),
+            packed: PackedWeight::default(),
+            packed_n: PackedWeight::default(),
         })
     }
 
@@ -205,8 +205,8 @@ impl<F: Float> Cell<F> for Gru<F> {
         4 * batch * self.hidden_dim()
     }
 
-    fn project_input(&self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &x, &self.p.w_ih.value.t(), F::zero(), &mut out);
+    fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
+        self.p.project(x, &mut out);
         let h = self.hidden_dim();
         let mut bias = &self.p.b_ih.value + &self.p.b_hh.value;
         if self.variant == GruVariant::ResetAfter {
@@ -421,22 +421,15 @@ impl<F: Float> Cell<F> for Gru<F> {
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
         let one = F::one();
         let h = self.hidden_dim();
-        gemm(one, &seq.dxp.t(), &seq.x, one, &mut self.p.w_ih.grad.view_mut());
         add_col_sums(&mut self.p.b_ih.grad, &seq.dxp);
         match self.variant {
             GruVariant::ResetAfter => {
-                gemm(one, &seq.drec.t(), &seq.prev, one, &mut self.p.w_hh.grad.view_mut());
+                self.p.acc_weight_grads(seq.dxp, seq.x, seq.drec, seq.prev, 3 * h);
                 add_col_sums(&mut self.p.b_hh.grad, &seq.drec);
             }
             GruVariant::ResetBefore => {
                 add_col_sums(&mut self.p.b_hh.grad, &seq.dxp);
-                gemm(
-                    one,
-                    &seq.dxp.slice(s![.., ..2 * h]).t(),
-                    &seq.prev,
-                    one,
-                    &mut self.p.w_hh.grad.slice_mut(s![..2 * h, ..]),
-                );
+                self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp.slice(s![.., ..2 * h]), seq.prev, 2 * h);
                 // W_hn's input is r ⊙ h_{t−1}: rebuild it from the cached r.
                 let n = seq.prev.nrows();
                 let mut rh = Array2::<F>::zeros((n, h));
@@ -470,7 +463,7 @@ impl<F: Float> Cell<F> for Gru<F> {
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &dxp, &self.p.w_ih.value.view(), F::zero(), &mut dx);
+        self.p.input_grad(dxp, &mut dx);
         Ok(())
     }
 

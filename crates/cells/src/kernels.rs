@@ -101,23 +101,24 @@ pub(crate) fn tanh_inplace<F: Float>(x: &mut [F]) {
 /// safe-Rust kernel is slower than matrixmultiply's run-time-dispatched one.
 pub(crate) const USE_PACKED: bool = cfg!(target_feature = "fma");
 
-/// A recurrent weight matrix W `[N, K]` packed for both per-step products of one sequence:
-/// `a · Wᵀ` (forward, Jacobian–vector) and `d · W` (backward). Refreshed by the cell at the
-/// first step of every forward pass; a derived cache, so it is skipped by serde and ignored by
-/// equality.
+/// A weight matrix W `[N, K]` packed for both products a cell takes with it: `a · Wᵀ`
+/// (forward, Jacobian–vector) and `d · W` (backward). The cells pack `W_hh` at the first step
+/// of every forward pass and `W_ih` in [`Cell::project_input`](rnnlab_core::Cell), so the
+/// backward pass of a forward uses that forward's weights. A derived cache, so it is skipped
+/// by serde and ignored by equality.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct PackedRec<F> {
+pub(crate) struct PackedWeight<F> {
     fwd: crate::packed::PackedB<F>,
     bwd: crate::packed::PackedB<F>,
 }
 
-impl<F> PartialEq for PackedRec<F> {
+impl<F> PartialEq for PackedWeight<F> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl<F: Float> PackedRec<F> {
+impl<F: Float> PackedWeight<F> {
     /// Packs `w` `[N, K]` (a no-op when the packed kernel is not used).
     pub(crate) fn pack(&mut self, w: ArrayView2<'_, F>) {
         if USE_PACKED {
@@ -155,6 +156,43 @@ impl<F: Float> PackedRec<F> {
             crate::packed::gemm_packed(d, &self.bwd, accumulate, c.view_mut());
         } else {
             gemm(F::one(), &d, &w, if accumulate { F::one() } else { F::zero() }, c);
+        }
+    }
+}
+
+/// The buffers of the weight-gradient products `∂W += δᵀ · X` over all time steps: each `X`
+/// (or `H_prev`) is packed into a [`PackedB`](crate::packed::PackedB) and `δ`, shared by the
+/// products, into strips. Reused across backward passes; derived buffers, skipped by serde and
+/// ignored by equality.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GradPack<F> {
+    packed: [crate::packed::PackedB<F>; 2],
+    strips: Vec<F>,
+}
+
+impl<F> PartialEq for GradPack<F> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<F: Float> GradPack<F> {
+    /// `c_j += dᵀ · x_j` for each pair `(x_j, c_j)` (at most two): `d` `[n, M]`, `x_j`
+    /// `[n, N_j]`, `c_j` `[M, N_j]` (shapes are the caller's invariant). Falls back to a
+    /// general GEMM for layouts the packed kernel does not read.
+    pub(crate) fn acc_tn(&mut self, d: ArrayView2<'_, F>, pairs: &mut [(ArrayView2<'_, F>, ArrayViewMut2<'_, F>)]) {
+        if USE_PACKED && pairs.len() <= self.packed.len() {
+            for (buf, (x, _)) in self.packed.iter_mut().zip(pairs.iter()) {
+                buf.pack(*x);
+            }
+            let mut targets: Vec<_> =
+                self.packed.iter().zip(pairs.iter_mut()).map(|(b, (_, c))| (b, c.view_mut())).collect();
+            if crate::packed::gemm_packed_tn(d, &mut targets, &mut self.strips) {
+                return;
+            }
+        }
+        for (x, c) in pairs.iter_mut() {
+            gemm(F::one(), &d.t(), x, F::one(), c);
         }
     }
 }

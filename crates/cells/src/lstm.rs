@@ -7,7 +7,7 @@ use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::{
-    PackedRec, add_bias_rows, add_col_sums, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace,
+    PackedWeight, add_bias_rows, add_col_sums, check_step, sigmoid_inplace, slice, slice_mut, tanh_inplace,
 };
 use crate::params::{GateParams, shape_err};
 
@@ -112,7 +112,7 @@ pub struct Lstm<F: Float> {
     p: GateParams<F>,
     /// `w_hh` packed for the per-step products, refreshed at step 0 of each forward pass.
     #[serde(skip)]
-    packed: PackedRec<F>,
+    packed: PackedWeight<F>,
 }
 
 const STATE: &[&str] = &["h", "c"];
@@ -130,7 +130,10 @@ impl<F: Float> Lstm<F> {
         b_ih: Array1<F>,
         b_hh: Array1<F>,
     ) -> Result<Self> {
-        Ok(Self { p: GateParams::new("Lstm::from_params", 4, w_ih, w_hh, b_ih, b_hh)?, packed: PackedRec::default() })
+        Ok(Self {
+            p: GateParams::new("Lstm::from_params", 4, w_ih, w_hh, b_ih, b_hh)?,
+            packed: PackedWeight::default(),
+        })
     }
 }
 
@@ -174,8 +177,8 @@ impl<F: Float> Cell<F> for Lstm<F> {
         4 * batch * self.hidden_dim()
     }
 
-    fn project_input(&self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &x, &self.p.w_ih.value.t(), F::zero(), &mut out);
+    fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
+        self.p.project(x, &mut out);
         let bias = &self.p.b_ih.value + &self.p.b_hh.value;
         add_bias_rows(&mut out, bias.view());
         Ok(())
@@ -274,15 +277,14 @@ impl<F: Float> Cell<F> for Lstm<F> {
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
         let h = self.hidden_dim();
-        gemm(F::one(), &seq.dxp.t(), &seq.x, F::one(), &mut self.p.w_ih.grad.view_mut());
-        gemm(F::one(), &seq.dxp.t(), &seq.prev.slice(s![.., ..h]), F::one(), &mut self.p.w_hh.grad.view_mut());
+        self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev.slice(s![.., ..h]), 4 * h);
         add_col_sums(&mut self.p.b_ih.grad, &seq.dxp);
         add_col_sums(&mut self.p.b_hh.grad, &seq.dxp);
         Ok(())
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &dxp, &self.p.w_ih.value.view(), F::zero(), &mut dx);
+        self.p.input_grad(dxp, &mut dx);
         Ok(())
     }
 

@@ -204,7 +204,7 @@ impl<F: Float> Cell<F> for NormGru<F> {
         self.training = training;
     }
 
-    fn project_input(&self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()> {
+    fn project_input(&mut self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()> {
         self.proj.project_input("NormGru::project_input", x, out)
     }
 

@@ -256,7 +256,7 @@ impl<F: Float> Cell<F> for NormLstm<F> {
         self.training = training;
     }
 
-    fn project_input(&self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()> {
+    fn project_input(&mut self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()> {
         self.proj.project_input("NormLstm::project_input", x, out)
     }
 

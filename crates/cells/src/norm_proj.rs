@@ -15,7 +15,7 @@ use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Ix1, Ix2, s};
 use rnnlab_core::{Error, Float, Param, ParamView, ParamViewMut, Parameterized, Result, SeqRefs};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedRec, add_col_sums, gemm};
+use crate::kernels::{PackedWeight, add_col_sums, gemm};
 use crate::norm_unit::{NormUnit, inv_len};
 use crate::params::{check_param_shapes, shape_err};
 use crate::{NormConfig, NormKind, NormPlacement};
@@ -32,7 +32,7 @@ pub(crate) struct NormProj<F: Float> {
     pub(crate) norm_h: Option<NormUnit<F>>,
     /// `w_hh` packed for the per-step products, refreshed at step 0 of each forward pass.
     #[serde(skip)]
-    pub(crate) packed: PackedRec<F>,
+    pub(crate) packed: PackedWeight<F>,
 }
 
 /// A plain cell's `(w_ih, w_hh, b_ih, b_hh)`.
@@ -108,7 +108,7 @@ impl<F: Float> NormProj<F> {
             b_hh: Param::new(b_hh),
             norm_x: NormUnit::new(cfg, p),
             norm_h: (cfg.placement == NormPlacement::Full).then(|| NormUnit::new(cfg, p)),
-            packed: PackedRec::default(),
+            packed: PackedWeight::default(),
         })
     }
 

@@ -1,4 +1,4 @@
-//! The per-time-step recurrent GEMM with the weight matrix packed once per sequence.
+//! Matrix products with one operand packed into register-blocked column panels.
 //!
 //! Every step of a recurrent pass multiplies a small batch matrix `A` `[M, K]` (M = batch,
 //! typically 32) by the same weight matrix `B` `[K, N]` (`h_{t−1} · W_hhᵀ` forward,
@@ -6,44 +6,50 @@
 //! packing buffer on every call; at M = 32 that overhead, and `B` streaming from L3 in
 //! a layout not made for the micro-kernel, keep it well below the machine's big-product speed.
 //! Here `B` is packed once ([`PackedB::pack`], reusing its buffer) and every step only runs
-//! the register-blocked micro-kernel ([`gemm_packed`]).
+//! the register-blocked micro-kernel ([`gemm_packed`]). The same kernel computes the
+//! all-step products: the input projection `X · W_ihᵀ` and `δ · W_ih` ([`gemm_packed`], `A`
+//! read in place), and the weight gradients `δᵀ · X` ([`gemm_packed_tn`], `A` read transposed
+//! in place, `X` packed).
 //!
 //! # Layout
-//! `B` is cut into column panels of `NR` columns (two vectors of the build's widest vector
-//! unit per row: with AVX `NR` = 16 for `f32`, 8 for `f64`; half that with only SSE2, double
-//! with AVX-512), the last panel zero-padded to `NR`. Each panel is stored
-//! K-major: the `NR` values of row `p` are contiguous, rows one after another, panels one
-//! after another:
+//! `B` is cut into column panels of `NR` columns, the last ones narrower: `NR` is three
+//! vectors of the build's vector unit with AVX (`f32`: 24 columns; the `4 × NR` accumulator
+//! tile then fills 12 of the 16 registers), two with AVX-512 or only SSE2. The columns left
+//! after the full panels form a last panel, rounded up to whole vectors and zero-padded; when
+//! they fit in one vector (too few accumulators to hide the FMA latency) they and the last
+//! full panel become two panels of two vectors instead (e.g. N = 128: 4 × 24 + 16 + 16). Each
+//! panel is stored K-major: the values of row `p` are contiguous, rows one after another,
+//! panels one after another, so a panel starting at column `j0` with width `w` holds
 //!
 //! ```text
-//! data[(panel · K + p) · NR + j] = B[p, panel · NR + j]   (0 past column N)
+//! data[K · j0 + p · w + j] = B[p, j0 + j]   (0 past column N)
 //! ```
 //!
-//! The micro-kernel computes an `MR × NR` tile of `C` (`MR` = 4 rows of `A`) in an array of
+//! The micro-kernel computes an `MR × w` tile of `C` (`MR` = 4 rows of `A`) in an array of
 //! accumulators that LLVM keeps in vector registers: for each `p` it loads the panel's row
-//! `p` once (contiguous, aligned to the panel) and broadcasts `A[i, p]` of each of the `MR`
-//! rows. `A` is read in place (rows may be strided, columns must be contiguous for the fast
-//! path), so a step allocates nothing. Panels are visited in chunks of about 256 KiB of
-//! packed `B` (fits L2), each chunk against all row blocks of `A`, so `B` streams from
-//! memory/L3 once per step and `A` (`M × K`, small) stays in L1/L2.
+//! `p` once (contiguous) and broadcasts `A[i, p]` of each of the `MR` rows. `A` is read in
+//! place (rows may be strided, columns must be contiguous for the fast path), so a step
+//! allocates nothing. Panels are visited in chunks of about 256 KiB of packed `B` (fits L2),
+//! each chunk against all row blocks of `A`, so `B` streams from memory/L3 once per product
+//! and `A` stays in L1/L2.
 //!
 //! # Summation order (determinism)
-//! Every output element is computed the same way, whatever path, tile position, remainder or
-//! column split computes it: `s = 0; for p in 0..K { s = fma(A[i,p], B[p,j], s) }`, then
-//! `C[i,j] = s` or `C[i,j] += s`. `fma` is a fused multiply-add when the build enables the
-//! `fma` target feature (e.g. `-C target-cpu=x86-64-v3`) and `a·b + s` otherwise, so results
-//! are bit-identical from run to run and between workers that each own a column range of `B`
-//! (panel boundaries at multiples of `NR`), but may differ in the last bits between builds with and without
-//! `fma`.
+//! In [`gemm_packed`] every output element is computed the same way, whatever tile position,
+//! panel width, remainder or column split computes it: `s = 0; for p in 0..K { s = fma(A[i,p],
+//! B[p,j], s) }`, then `C[i,j] = s` or `C[i,j] += s`. [`gemm_packed_tn`] does the same per
+//! block of [`KC`] rows of `K`, adding each block's sum to `C` in ascending order. `fma` is a
+//! fused multiply-add when the build enables the `fma` target feature (e.g.
+//! `-C target-cpu=x86-64-v3`) and `a·b + s` otherwise, so results are bit-identical from run
+//! to run and between workers that each own a column range of `B`, but may differ in the last
+//! bits between builds with and without `fma`.
 //!
 //! # Speed
 //! The kernel is plain safe Rust, so its vector width is the build's: with AVX2 + FMA compiled
 //! in (`-C target-cpu=x86-64-v3`, the workspace default on x86-64) it beats matrixmultiply's
-//! run-time-dispatched kernel at these shapes, because nothing is re-packed per step; with the
-//! baseline x86-64 target (SSE2, no FMA) it would be slower, so the cells use it only when the
-//! `fma` feature is compiled in (`kernels::USE_PACKED`). The effect on a whole training step is
-//! measured by `cargo xtask bench`. `NR` follows the build: 256-bit panels with AVX, 512-bit
-//! with AVX-512, 128-bit otherwise.
+//! run-time-dispatched kernel at these shapes; with the baseline x86-64 target (SSE2, no FMA)
+//! it would be slower, so the cells use it only when the `fma` feature is compiled in
+//! (`kernels::USE_PACKED`). The effect on a whole training step is measured by
+//! `cargo xtask bench`.
 
 use std::mem::size_of;
 
@@ -52,31 +58,45 @@ use rnnlab_core::Float;
 
 /// Rows of `A` (and `C`) per micro-tile.
 const MR: usize = 4;
-/// Bytes of one panel row: two vectors of the widest vector unit the build targets (AVX-512:
-/// 512-bit, AVX: 256-bit, otherwise SSE2's 128-bit), so the `MR × NR` accumulators fill 8
-/// vector registers.
-const PANEL_ROW_BYTES: usize = if cfg!(target_feature = "avx512f") {
-    128
-} else if cfg!(target_feature = "avx") {
+/// Bytes of one vector register of the build's widest vector unit.
+const VEC_BYTES: usize = if cfg!(target_feature = "avx512f") {
     64
-} else {
+} else if cfg!(target_feature = "avx") {
     32
+} else {
+    16
 };
-/// Columns per panel for 4-byte floats.
-const NR_F32: usize = PANEL_ROW_BYTES / 4;
-/// Columns per panel for 8-byte floats.
-const NR_F64: usize = PANEL_ROW_BYTES / 8;
+/// Vectors per full panel row: with AVX's 16 registers a 4 × 3-vector tile (12 accumulators)
+/// hides the FMA latency best; AVX-512 and SSE2 use 2.
+const PANEL_VECS: usize = if cfg!(target_feature = "avx") && !cfg!(target_feature = "avx512f") { 3 } else { 2 };
+/// Vector lanes for 4-byte floats.
+const VW_F32: usize = VEC_BYTES / 4;
+/// Vector lanes for 8-byte floats.
+const VW_F64: usize = VEC_BYTES / 8;
+/// Columns per full panel for 4-byte floats.
+const NR_F32: usize = PANEL_VECS * VW_F32;
+/// Columns per full panel for 8-byte floats.
+const NR_F64: usize = PANEL_VECS * VW_F64;
 /// Packed-`B` bytes visited against all row blocks of `A` before moving on (about L2 / 2).
 const CHUNK_BYTES: usize = 256 * 1024;
+/// Rows of `K` per block in [`gemm_packed_tn`] (the transposed `A` strip of a row block,
+/// `KC` cache lines, stays in L1/L2 while the chunk's panels stream past it).
+pub(crate) const KC: usize = 256;
 
-/// The panel width for `F`: [`NR_F32`] for `f32`, [`NR_F64`] for `f64`.
+/// The full panel width for `F`: [`NR_F32`] for `f32`, [`NR_F64`] for `f64`.
 #[inline(always)]
 const fn nr_of<F>() -> usize {
     if size_of::<F>() == 4 { NR_F32 } else { NR_F64 }
 }
 
-/// `B` `[K, N]` packed once into column panels of `NR` columns, K-major, zero-padded
-/// (layout in the module docs). Reusable: [`PackedB::pack`] overwrites it in place.
+/// The vector width for `F`.
+#[inline(always)]
+const fn vw_of<F>() -> usize {
+    if size_of::<F>() == 4 { VW_F32 } else { VW_F64 }
+}
+
+/// `B` `[K, N]` packed once into column panels, K-major, the last one zero-padded to whole
+/// vectors (layout in the module docs). Reusable: [`PackedB::pack`] overwrites it in place.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PackedB<F> {
     data: Vec<F>,
@@ -85,10 +105,10 @@ pub(crate) struct PackedB<F> {
 }
 
 impl<F: Float> PackedB<F> {
-    /// The panel width `NR` for `F`. To split a product between workers, give each a
-    /// [`PackedB`] of its own column range of `B` (and the matching columns of `C`): with the
-    /// boundaries at multiples of `NR` every panel stays full, and each element's result is
-    /// bit-identical to the one-worker product (same kernel, same order over `k`).
+    /// The full panel width `NR` for `F`. To split a product between workers, give each a
+    /// [`PackedB`] of its own column range of `B` (and the matching columns of `C`): each
+    /// element's result is bit-identical to the one-worker product (same kernel, same order
+    /// over `k`).
     #[cfg(test)]
     pub(crate) const NR: usize = nr_of::<F>();
 
@@ -96,22 +116,48 @@ impl<F: Float> PackedB<F> {
     ///
     /// Costs one pass over `b` (K·N copies); pack once per sequence and weights update.
     pub(crate) fn pack(&mut self, b: ArrayView2<'_, F>) {
-        let nr = nr_of::<F>();
         let (k, n) = b.dim();
-        let n_panels = n.div_ceil(nr);
         self.k = k;
         self.n = n;
         self.data.clear();
-        self.data.resize(n_panels * k * nr, F::zero());
-        if k == 0 {
+        let n_panels = self.n_panels();
+        let stored = if n_panels == 0 {
+            0
+        } else {
+            let (col0, w) = self.panel(n_panels - 1);
+            col0 + w
+        };
+        self.data.resize(k * stored, F::zero());
+        if k == 0 || n == 0 {
             return;
         }
-        for (panel, dst) in self.data.chunks_exact_mut(k * nr).enumerate() {
-            let j0 = panel * nr;
+        if b.strides()[1] == 1 {
+            // Rows of `b` contiguous (e.g. `X`): copy each row's slice of every panel; the
+            // full panels in fixed-size pieces (inlined copies, no memmove calls).
+            let (nr, main) = (nr_of::<F>(), self.main_panels());
+            for (p, row) in b.rows().into_iter().enumerate() {
+                // Unreachable `else`: a 1-D view with unit stride is contiguous.
+                let Some(row) = row.to_slice() else { continue };
+                for (q, src) in row[..main * nr].chunks_exact(nr).enumerate() {
+                    let at = q * k * nr + p * nr;
+                    self.data[at..at + nr].copy_from_slice(src);
+                }
+                for q in main..n_panels {
+                    let (col0, w) = self.panel(q);
+                    let src = &row[col0..n.min(col0 + w)];
+                    let at = k * col0 + p * w;
+                    self.data[at..at + src.len()].copy_from_slice(src);
+                }
+            }
+        } else {
             // Column by column: a column of `w.t()` is a contiguous row of `w`.
-            for (jj, col) in b.columns().into_iter().skip(j0).take(nr).enumerate() {
-                for (row, &v) in dst.chunks_exact_mut(nr).zip(col.iter()) {
-                    row[jj] = v;
+            for q in 0..n_panels {
+                let (col0, w) = self.panel(q);
+                let dst = &mut self.data[k * col0..k * (col0 + w)];
+                for (jj, col) in b.columns().into_iter().skip(col0).take(w).enumerate() {
+                    for (row, &v) in dst.chunks_exact_mut(w).zip(col.iter()) {
+                        row[jj] = v;
+                    }
                 }
             }
         }
@@ -127,9 +173,45 @@ impl<F: Float> PackedB<F> {
         self.n
     }
 
-    /// The number of column panels, `⌈N / NR⌉`.
+    /// The panels of full width `NR` at the start.
+    fn main_panels(&self) -> usize {
+        let (nr, vw) = (nr_of::<F>(), vw_of::<F>());
+        let (full, rest) = (self.n / nr, self.n % nr);
+        // A one-vector tail (half-speed: too few accumulators to hide the FMA latency) is
+        // merged with the last full panel of three vectors into two panels of two vectors.
+        if rest > 0 && rest <= vw && full >= 1 && nr == 3 * vw { full - 1 } else { full }
+    }
+
+    /// The number of column panels.
     fn n_panels(&self) -> usize {
-        self.n.div_ceil(nr_of::<F>())
+        let nr = nr_of::<F>();
+        let main = self.main_panels();
+        let rest = self.n - main * nr;
+        main + if rest == 0 {
+            0
+        } else if rest > nr {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Panel `q`'s first column and stored width (its columns rounded up to whole vectors).
+    /// It starts at `K · col0` in `data`: every panel before it is stored without padding.
+    fn panel(&self, q: usize) -> (usize, usize) {
+        let (nr, vw) = (nr_of::<F>(), vw_of::<F>());
+        let main = self.main_panels();
+        if q < main {
+            return (q * nr, nr);
+        }
+        let col0 = main * nr;
+        let rest = self.n - col0;
+        if rest > nr {
+            // The merged pair: two panels of two vectors.
+            if q == main { (col0, 2 * vw) } else { (col0 + 2 * vw, (rest - 2 * vw).div_ceil(vw) * vw) }
+        } else {
+            (col0, rest.div_ceil(vw) * vw)
+        }
     }
 }
 
@@ -140,34 +222,18 @@ impl<F: Float> PackedB<F> {
 /// and `c` (rows may be strided, e.g. column slices of wider arrays); other layouts take a
 /// slower scalar path with the same results. Matching shapes are the caller's invariant: a
 /// mismatch fails a `debug_assert` and, in release builds, returns without touching `c`.
-pub(crate) fn gemm_packed<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, accumulate: bool, c: ArrayViewMut2<'_, F>) {
-    if !shapes_fit(&a, b, &c) {
-        return;
-    }
-    gemm_panels(a, b, 0, b.n_panels(), accumulate, c);
-}
-
-/// Whether `a · b → c` is well-formed; fails a `debug_assert` if not.
-fn shapes_fit<F: Float>(a: &ArrayView2<'_, F>, b: &PackedB<F>, c: &ArrayViewMut2<'_, F>) -> bool {
-    let ok = a.ncols() == b.k && c.nrows() == a.nrows() && c.ncols() == b.n;
-    debug_assert!(ok, "gemm_packed: a {:?} · b [{}, {}] → c {:?}", a.dim(), b.k, b.n, c.dim());
-    ok
-}
-
-/// `c[:, p0·NR ..] (+)= a · b[:, panels p0..p1]`, where `c` holds exactly those columns.
-fn gemm_panels<F: Float>(
+pub(crate) fn gemm_packed<F: Float>(
     a: ArrayView2<'_, F>,
     b: &PackedB<F>,
-    p0: usize,
-    p1: usize,
     accumulate: bool,
     mut c: ArrayViewMut2<'_, F>,
 ) {
-    let k = b.k;
-    if c.is_empty() {
+    let ok = a.ncols() == b.k && c.nrows() == a.nrows() && c.ncols() == b.n;
+    debug_assert!(ok, "gemm_packed: a {:?} · b [{}, {}] → c {:?}", a.dim(), b.k, b.n, c.dim());
+    if !ok || c.is_empty() {
         return;
     }
-    if k == 0 {
+    if b.k == 0 {
         if !accumulate {
             c.fill(F::zero());
         }
@@ -175,84 +241,195 @@ fn gemm_panels<F: Float>(
     }
     let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
     if !unit(a.strides()[1], a.ncols()) || !unit(c.strides()[1], c.ncols()) {
-        scalar_panels(a, b, p0, accumulate, c);
+        scalar_panels(a, b, accumulate, c);
         return;
     }
-    let nr = nr_of::<F>();
-    let panel_len = k * nr;
-    let chunk = (CHUNK_BYTES / (panel_len * size_of::<F>())).max(1);
-    let mut q0 = p0;
-    while q0 < p1 {
-        let q1 = (q0 + chunk).min(p1);
-        // The panels q0..q1 of `b`, and their first column relative to `c`'s first column.
-        let panels = &b.data[q0 * panel_len..q1 * panel_len];
-        let col0 = (q0 - p0) * nr;
+    for (q0, q1) in panel_chunks(b, b.k) {
         for (a_blk, c_blk) in a.axis_chunks_iter(Axis(0), MR).zip(c.axis_chunks_iter_mut(Axis(0), MR)) {
             match a_blk.nrows() {
-                4 => row_block::<F, 4>(a_blk, panels, col0, accumulate, c_blk),
-                3 => row_block::<F, 3>(a_blk, panels, col0, accumulate, c_blk),
-                2 => row_block::<F, 2>(a_blk, panels, col0, accumulate, c_blk),
-                _ => row_block::<F, 1>(a_blk, panels, col0, accumulate, c_blk),
+                4 => row_block::<F, 4>(ARows::InPlace(a_blk), b, 0, b.k, q0..q1, accumulate, c_blk),
+                3 => row_block::<F, 3>(ARows::InPlace(a_blk), b, 0, b.k, q0..q1, accumulate, c_blk),
+                2 => row_block::<F, 2>(ARows::InPlace(a_blk), b, 0, b.k, q0..q1, accumulate, c_blk),
+                _ => row_block::<F, 1>(ARows::InPlace(a_blk), b, 0, b.k, q0..q1, accumulate, c_blk),
             }
         }
-        q0 = q1;
     }
 }
 
-/// One block of `R` rows of `a` and `c` against consecutive packed panels starting at column
-/// `col0` of `c`.
+/// `c += a_tᵀ · b` for each `(b, c)` of `targets`, with every `b` packed and `a_t` `[K, M]`
+/// read transposed: the weight gradients `δᵀ · X` and `δᵀ · H_prev` over all time steps,
+/// sharing one packing of `δ`.
+///
+/// Per block of [`KC`] rows of `K`, the block of `a_t` is copied into `strips` (reused
+/// buffer) as strips of `MR` of its columns, K-major, so that the micro-kernel reads it
+/// contiguously; then every target's panels run against every strip.
+///
+/// # Shapes
+/// `a_t` `[K, M]` with unit column stride (rows may be strided), each `b` `[K, N_b]`, each
+/// `c` `[M, N_b]` with unit column stride. Returns `false` (and touches no `c`) for other
+/// layouts or mismatched shapes, so the caller can fall back to a general GEMM.
+pub(crate) fn gemm_packed_tn<F: Float>(
+    a_t: ArrayView2<'_, F>,
+    targets: &mut [(&PackedB<F>, ArrayViewMut2<'_, F>)],
+    strips: &mut Vec<F>,
+) -> bool {
+    let (k, m) = a_t.dim();
+    let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
+    let fits = unit(a_t.strides()[1], m)
+        && targets
+            .iter()
+            .all(|(b, c)| b.k == k && c.nrows() == m && c.ncols() == b.n && unit(c.strides()[1], c.ncols()));
+    if !fits {
+        return false;
+    }
+    let mut k0 = 0;
+    while k0 < k {
+        let kc = KC.min(k - k0);
+        // strip s, row p, column i (< the strip's width r_s) at s·stride + p·r_s + i; every
+        // value read below is written here first, so the buffer only grows, never zeroed.
+        // The stride is padded by a cache line: at kc·MR·4 bytes = 4 KiB the writes of one
+        // row would all map to the same L1 sets.
+        let stride = kc * MR + 64 / size_of::<F>();
+        let need = m.div_ceil(MR) * stride;
+        if strips.len() < need {
+            strips.resize(need, F::zero());
+        }
+        for (p, row) in a_t.slice(ndarray::s![k0..k0 + kc, ..]).rows().into_iter().enumerate() {
+            // Unreachable `else`: unit column stride was checked above (no `c` touched yet
+            // would not hold in later blocks, so this must stay unreachable).
+            let Some(row) = row.to_slice() else { return false };
+            for (s, src) in row.chunks(MR).enumerate() {
+                let at = s * stride + p * src.len();
+                let dst = &mut strips[at..at + src.len()];
+                // Fixed-length copies inline; `copy_from_slice` of 4 values would call memmove.
+                match (<&mut [F; MR]>::try_from(&mut *dst), <&[F; MR]>::try_from(src)) {
+                    (Ok(d), Ok(v)) => *d = *v,
+                    _ => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v),
+                }
+            }
+        }
+        for (b, c) in targets.iter_mut() {
+            for (q0, q1) in panel_chunks(b, kc) {
+                for (s, c_blk) in c.axis_chunks_iter_mut(Axis(0), MR).enumerate() {
+                    let strip = &strips[s * stride..s * stride + kc * MR];
+                    let r = c_blk.nrows();
+                    let rows = ARows::Transposed { a: strip, lda: r, i0: 0 };
+                    match r {
+                        4 => row_block::<F, 4>(rows, b, k0, kc, q0..q1, true, c_blk),
+                        3 => row_block::<F, 3>(rows, b, k0, kc, q0..q1, true, c_blk),
+                        2 => row_block::<F, 2>(rows, b, k0, kc, q0..q1, true, c_blk),
+                        _ => row_block::<F, 1>(rows, b, k0, kc, q0..q1, true, c_blk),
+                    }
+                }
+            }
+        }
+        k0 += kc;
+    }
+    true
+}
+
+/// Consecutive panel ranges of about [`CHUNK_BYTES`] when `kc` rows of each are read.
+fn panel_chunks<F: Float>(b: &PackedB<F>, kc: usize) -> impl Iterator<Item = (usize, usize)> {
+    let per = (CHUNK_BYTES / (kc.max(1) * nr_of::<F>() * size_of::<F>())).max(1);
+    let n = b.n_panels();
+    (0..n).step_by(per).map(move |q0| (q0, (q0 + per).min(n)))
+}
+
+/// Where a row block's `R` rows of `A` come from.
+#[derive(Clone, Copy)]
+enum ARows<'a, F> {
+    /// Rows of an `[M, K]` view with unit column stride.
+    InPlace(ArrayView2<'a, F>),
+    /// Columns `i0..i0 + R` of a row-major `[kc, M]` block with row stride `lda` (row `p`
+    /// of the block is row `k0 + p` of `K`).
+    Transposed { a: &'a [F], lda: usize, i0: usize },
+}
+
+/// One block of `R` rows of `C` against the panels `panels` of `b`, over rows `k0..k0 + kc`
+/// of `K`.
 #[inline(always)]
 fn row_block<F: Float, const R: usize>(
-    a: ArrayView2<'_, F>,
-    panels: &[F],
-    col0: usize,
+    a: ARows<'_, F>,
+    b: &PackedB<F>,
+    k0: usize,
+    kc: usize,
+    panels: std::ops::Range<usize>,
     accumulate: bool,
     mut c: ArrayViewMut2<'_, F>,
 ) {
-    let k = a.ncols();
-    let mut a_it = a.axis_iter(Axis(0)).map(|r| r.to_slice());
-    let a_rows: [Option<&[F]>; R] = std::array::from_fn(|_| a_it.next().flatten());
     let mut c_it = c.axis_iter_mut(Axis(0)).map(|r| r.into_slice());
     let mut c_rows: [Option<&mut [F]>; R] = std::array::from_fn(|_| c_it.next().flatten());
-    if a_rows.iter().any(|r| r.is_none_or(|r| r.len() < k)) || c_rows.iter().any(Option::is_none) {
-        // Unreachable: the caller checked unit column strides and `R` rows.
-        debug_assert!(false, "gemm_packed: row block not contiguous");
+    if c_rows.iter().any(Option::is_none) {
+        // Unreachable: the callers checked unit column strides and `R` rows.
+        debug_assert!(false, "gemm_packed: row block of c not contiguous");
         return;
     }
-    let a_rows: [&[F]; R] = a_rows.map(|r| r.map_or(&[][..], |r| &r[..k]));
-    let n = c_rows[0].as_ref().map_or(0, |r| r.len());
-    if size_of::<F>() == 4 {
-        panel_loop::<F, R, NR_F32>(&a_rows, panels, col0, n, accumulate, &mut c_rows);
-    } else {
-        panel_loop::<F, R, NR_F64>(&a_rows, panels, col0, n, accumulate, &mut c_rows);
+    let a_rows: [&[F]; R] = match &a {
+        ARows::InPlace(view) => {
+            let mut a_it = view.axis_iter(Axis(0)).map(|r| r.to_slice());
+            let rows: [Option<&[F]>; R] = std::array::from_fn(|_| a_it.next().flatten());
+            if rows.iter().any(|r| r.is_none_or(|r| r.len() < k0 + kc)) {
+                debug_assert!(false, "gemm_packed: row block of a not contiguous");
+                return;
+            }
+            rows.map(|r| r.map_or(&[][..], |r| &r[k0..k0 + kc]))
+        }
+        &ARows::Transposed { a, lda, i0 } => {
+            if i0 + R > lda || (kc - 1) * lda + i0 + R > a.len() {
+                debug_assert!(false, "gemm_packed_tn: a_t too short");
+                return;
+            }
+            [&[][..]; R]
+        }
+    };
+    let vw = vw_of::<F>();
+    for q in panels {
+        let (j0, w) = b.panel(q);
+        let off = b.k * j0;
+        let panel = &b.data[off + k0 * w..off + (k0 + kc) * w];
+        let f32 = size_of::<F>() == 4;
+        let out = Out { rows: &mut c_rows, j0, width: w.min(b.n - j0), accumulate };
+        match (f32, w / vw) {
+            (true, 3) => panel_tile::<F, R, { 3 * VW_F32 }>(a, &a_rows, panel, out),
+            (true, 2) => panel_tile::<F, R, { 2 * VW_F32 }>(a, &a_rows, panel, out),
+            (true, _) => panel_tile::<F, R, VW_F32>(a, &a_rows, panel, out),
+            (false, 3) => panel_tile::<F, R, { 3 * VW_F64 }>(a, &a_rows, panel, out),
+            (false, 2) => panel_tile::<F, R, { 2 * VW_F64 }>(a, &a_rows, panel, out),
+            (false, _) => panel_tile::<F, R, VW_F64>(a, &a_rows, panel, out),
+        }
     }
 }
 
-/// Runs the micro-kernel over each panel of `panels` and stores its tile into `c_rows`.
-#[inline(always)]
-fn panel_loop<F: Float, const R: usize, const NR: usize>(
-    a_rows: &[&[F]; R],
-    panels: &[F],
-    col0: usize,
-    n: usize,
+/// Where a tile's results go: columns `j0..j0 + width` of the block's rows of `C`.
+struct Out<'a, 'c, F, const R: usize> {
+    rows: &'a mut [Option<&'c mut [F]>; R],
+    j0: usize,
+    width: usize,
     accumulate: bool,
-    c_rows: &mut [Option<&mut [F]>; R],
+}
+
+/// One `R × W` tile: the micro-kernel over one panel (`W` its stored width), then the store.
+#[inline(always)]
+fn panel_tile<F: Float, const R: usize, const W: usize>(
+    a: ARows<'_, F>,
+    a_rows: &[&[F]; R],
+    panel: &[F],
+    out: Out<'_, '_, F, R>,
 ) {
-    let k = a_rows[0].len();
-    for (q, panel) in panels.chunks_exact(k * NR).enumerate() {
-        let j0 = col0 + q * NR;
-        let width = NR.min(n.saturating_sub(j0));
-        let acc = kernel::<F, R, NR>(a_rows, panel);
-        for (row, acc) in c_rows.iter_mut().zip(&acc) {
-            if let Some(dst) = row.as_deref_mut().and_then(|r| r.get_mut(j0..j0 + width)) {
-                if accumulate {
-                    for (d, &s) in dst.iter_mut().zip(acc) {
-                        *d += s;
-                    }
-                } else {
-                    for (d, &s) in dst.iter_mut().zip(acc) {
-                        *d = s;
-                    }
+    let acc = match a {
+        ARows::InPlace(_) => kernel::<F, R, W>(a_rows, panel),
+        ARows::Transposed { a, lda, i0 } => kernel_t::<F, R, W>(a, lda, i0, panel),
+    };
+    let Out { rows, j0, width, accumulate } = out;
+    for (row, acc) in rows.iter_mut().zip(&acc) {
+        if let Some(dst) = row.as_deref_mut().and_then(|r| r.get_mut(j0..j0 + width)) {
+            if accumulate {
+                for (d, &s) in dst.iter_mut().zip(acc) {
+                    *d += s;
+                }
+            } else {
+                for (d, &s) in dst.iter_mut().zip(acc) {
+                    *d = s;
                 }
             }
         }
@@ -261,8 +438,9 @@ fn panel_loop<F: Float, const R: usize, const NR: usize>(
 
 /// The `R × NR` micro-kernel: `acc[i][j] = Σ_p a_rows[i][p] · panel[p·NR + j]`, `p` ascending.
 ///
-/// `panel` holds `K·NR` values and each row of `a_rows` at least `K`.
-#[inline(always)]
+/// `panel` holds `K·NR` values and each row of `a_rows` at least `K`. Not inlined: on its own
+/// LLVM keeps the row pointers and all accumulators in registers.
+#[inline(never)]
 fn kernel<F: Float, const R: usize, const NR: usize>(a_rows: &[&[F]; R], panel: &[F]) -> [[F; NR]; R] {
     let mut acc = [[F::zero(); NR]; R];
     let k = panel.len() / NR;
@@ -284,6 +462,25 @@ fn kernel<F: Float, const R: usize, const NR: usize>(a_rows: &[&[F]; R], panel: 
     acc
 }
 
+/// The micro-kernel with `A` read transposed: `acc[i][j] = Σ_p a[p·lda + i0 + i] ·
+/// panel[p·NR + j]`, `p` ascending over the panel's rows.
+#[inline(never)]
+fn kernel_t<F: Float, const R: usize, const NR: usize>(a: &[F], lda: usize, i0: usize, panel: &[F]) -> [[F; NR]; R] {
+    let mut acc = [[F::zero(); NR]; R];
+    for (p, b) in panel.chunks_exact(NR).enumerate() {
+        let Ok(b) = <&[F; NR]>::try_from(b) else { continue };
+        let at = p * lda + i0;
+        // In range: `row_block` checked the last row's end.
+        let Some(Ok(x)) = a.get(at..at + R).map(<&[F; R]>::try_from) else { break };
+        for (acc_row, &x) in acc.iter_mut().zip(x) {
+            for (s, &y) in acc_row.iter_mut().zip(b) {
+                *s = fmadd(x, y, *s);
+            }
+        }
+    }
+    acc
+}
+
 /// `x·y + s`, fused when the build has the `fma` target feature (never a slow library call).
 #[inline(always)]
 fn fmadd<F: Float>(x: F, y: F, s: F) -> F {
@@ -291,20 +488,20 @@ fn fmadd<F: Float>(x: F, y: F, s: F) -> F {
 }
 
 /// The any-stride path: the same per-element order as the kernel, read through indexing.
-fn scalar_panels<F: Float>(
-    a: ArrayView2<'_, F>,
-    b: &PackedB<F>,
-    p0: usize,
-    accumulate: bool,
-    mut c: ArrayViewMut2<'_, F>,
-) {
-    let (nr, k) = (nr_of::<F>(), b.k);
-    for ((i, jc), out) in c.indexed_iter_mut() {
-        let j = p0 * nr + jc;
-        let base = (j / nr) * k * nr + j % nr;
+fn scalar_panels<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, accumulate: bool, mut c: ArrayViewMut2<'_, F>) {
+    let nr = nr_of::<F>();
+    let main = b.main_panels();
+    for ((i, j), out) in c.indexed_iter_mut() {
+        // the panel holding column j: a full one, or one of the (at most two) last ones
+        let mut q = (j / nr).min(main);
+        while q + 1 < b.n_panels() && b.panel(q + 1).0 <= j {
+            q += 1;
+        }
+        let (col0, w) = b.panel(q);
+        let base = b.k * col0 + (j - col0);
         let mut s = F::zero();
         for (p, &x) in a.row(i).iter().enumerate() {
-            s = fmadd(x, b.data.get(base + p * nr).copied().unwrap_or_else(F::zero), s);
+            s = fmadd(x, b.data.get(base + p * w).copied().unwrap_or_else(F::zero), s);
         }
         if accumulate {
             *out += s;
@@ -442,23 +639,104 @@ mod tests {
         assert_eq!((packed.k(), packed.n()), (0, 0));
         packed.pack(mat::<f32>(20, 40, 1).view());
         let cap = packed.data.capacity();
-        let b = mat::<f32>(10, 17, 2);
+        // 40 columns: one or more full panels and a narrower last one (16 of 24 with AVX).
+        let (k, n) = (10, 40);
+        let b = mat::<f32>(k, n, 2);
         packed.pack(b.view());
         assert_eq!(packed.data.capacity(), cap);
-        let panels = 17usize.div_ceil(NR_F32);
-        assert_eq!(packed.data.len(), panels * 10 * NR_F32);
+        let last = packed.n_panels() - 1;
+        let (col0, w) = packed.panel(last);
+        let used = n - col0;
+        assert!(w >= used && w <= NR_F32 && w % VW_F32 == 0, "last panel width {w} for {used} columns");
+        assert_eq!(packed.data.len(), k * (col0 + w));
         // the padding columns of the last panel are zero again, its real columns are b's
-        let used = 17 - (panels - 1) * NR_F32;
-        for (p, row) in packed.data[(panels - 1) * 10 * NR_F32..].chunks_exact(NR_F32).enumerate() {
-            assert_eq!(&row[..used], b.slice(s![p, 17 - used..]).to_vec().as_slice());
+        for (p, row) in packed.data[k * col0..].chunks_exact(w).enumerate() {
+            assert_eq!(&row[..used], b.slice(s![p, n - used..]).to_vec().as_slice());
             assert!(row[used..].iter().all(|&x| x == 0.0));
         }
-        let a = mat::<f32>(3, 10, 5);
-        let mut c = Array2::zeros((3, 17));
+        // the same B given column-major (as `w.t()` in the cells) packs to the same values
+        let b_cols = b.t().as_standard_layout().reversed_axes().to_owned();
+        assert_eq!(b_cols.strides(), &[1, k as isize]);
+        let mut again = PackedB::<f32>::default();
+        again.pack(b_cols.view());
+        assert_eq!(again.data, packed.data);
+        let a = mat::<f32>(3, k, 5);
+        let mut c = Array2::zeros((3, n));
         gemm_packed(a.view(), &packed, false, c.view_mut());
-        let zero = Array2::zeros((3, 17));
+        let zero = Array2::zeros((3, n));
         let want = naive(a.view(), b.view(), zero.view(), false);
         assert_close(c.view(), &want, &abs_scale(a.view(), b.view(), zero.view()), 1e-5);
+    }
+
+    /// `c0 + a_tᵀ·b` by [`gemm_packed_tn`] against the naive product, over K spanning several
+    /// [`KC`] blocks, M and N with remainders.
+    fn check_tn<F: Float>(rtol: f64) {
+        for (idx, &(m, k, n)) in
+            [(1, 1, 1), (4, 3, 8), (7, 5, 17), (13, 300, 40), (32, 2 * KC + 17, 33), (64, 600, 130)].iter().enumerate()
+        {
+            let seed = 100 + idx as u64;
+            let a_t = mat::<F>(k, m, seed);
+            let b = mat::<F>(k, n, seed + 1);
+            let mut packed = PackedB::default();
+            packed.pack(b.view());
+            let c0 = mat::<F>(m, n + 3, seed + 2);
+            let want = naive(a_t.t(), b.view(), c0.slice(s![.., 1..n + 1]), true);
+            let scale = abs_scale(a_t.t(), b.view(), c0.slice(s![.., 1..n + 1]));
+            let mut strips = Vec::new();
+            let mut c = c0.clone();
+            assert!(gemm_packed_tn(a_t.view(), &mut [(&packed, c.slice_mut(s![.., 1..n + 1]))], &mut strips));
+            assert_close(c.slice(s![.., 1..n + 1]), &want, &scale, rtol);
+            assert_eq!(c.column(0), c0.column(0));
+            assert_eq!(c.column(n + 2), c0.column(n + 2));
+            // run to run: the same bits
+            let mut again = c0.clone();
+            assert!(gemm_packed_tn(a_t.view(), &mut [(&packed, again.slice_mut(s![.., 1..n + 1]))], &mut strips));
+            assert_eq!(again, c);
+            // two targets sharing the packing of a_t: each as if alone; a_t with strided rows
+            let b2 = mat::<F>(k, 5, seed + 3);
+            let mut packed2 = PackedB::default();
+            let b2_cols = b2.t().as_standard_layout().reversed_axes().to_owned();
+            packed2.pack(b2_cols.view());
+            let a_wide = ndarray::concatenate![Axis(1), a_t.view(), mat::<F>(k, 2, seed + 4).view()]
+                .as_standard_layout()
+                .to_owned();
+            let (mut c1, mut c2) = (c0.clone(), Array2::<F>::zeros((m, 5)));
+            let mut both = [(&packed, c1.slice_mut(s![.., 1..n + 1])), (&packed2, c2.view_mut())];
+            assert!(gemm_packed_tn(a_wide.slice(s![.., ..m]), &mut both, &mut strips));
+            assert_eq!(c1, c);
+            let zero = Array2::<F>::zeros((m, 5));
+            let want2 = naive(a_t.t(), b2.view(), zero.view(), true);
+            assert_close(c2.view(), &want2, &abs_scale(a_t.t(), b2.view(), zero.view()), rtol);
+        }
+    }
+
+    #[test]
+    fn transposed_a_matches_naive_f64() {
+        check_tn::<f64>(1e-14);
+    }
+
+    #[test]
+    fn transposed_a_matches_naive_f32() {
+        check_tn::<f32>(1e-5);
+    }
+
+    #[test]
+    fn transposed_a_refuses_layouts_it_cannot_read() {
+        let b = mat::<f64>(6, 5, 1);
+        let mut packed = PackedB::default();
+        packed.pack(b.view());
+        let a_t = mat::<f64>(6, 4, 2);
+        let mut c = Array2::<f64>::zeros((4, 5));
+        let mut strips = Vec::new();
+        // a_t column-strided, wrong K, c column-strided, one bad target of two: refused, c untouched
+        let a_f = a_t.t().as_standard_layout().reversed_axes().to_owned();
+        assert!(!gemm_packed_tn(a_f.view(), &mut [(&packed, c.view_mut())], &mut strips));
+        assert!(!gemm_packed_tn(mat::<f64>(7, 4, 3).view(), &mut [(&packed, c.view_mut())], &mut strips));
+        let mut c_f = Array2::<f64>::zeros((5, 4));
+        assert!(!gemm_packed_tn(a_t.view(), &mut [(&packed, c_f.view_mut().reversed_axes())], &mut strips));
+        let mut c_bad = Array2::<f64>::zeros((4, 6));
+        assert!(!gemm_packed_tn(a_t.view(), &mut [(&packed, c.view_mut()), (&packed, c_bad.view_mut())], &mut strips));
+        assert!(c.iter().chain(c_f.iter()).chain(c_bad.iter()).all(|&x| x == 0.0));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The four PyTorch-layout parameters shared by the plain cells, and their shape checks.
 
-use ndarray::{Array1, Array2, Ix1, Ix2};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Ix1, Ix2};
 use rnnlab_core::{Error, Float, Param, ParamView, ParamViewMut, Result};
+
+use crate::kernels::{GradPack, PackedWeight};
 use serde::{Deserialize, Serialize};
 
 /// `w_ih` `[gates·H, I]`, `w_hh` `[gates·H, H]`, `b_ih`, `b_hh` `[gates·H]` — PyTorch's layout,
@@ -14,6 +16,12 @@ pub(crate) struct GateParams<F: Float> {
     pub(crate) w_hh: Param<F, Ix2>,
     pub(crate) b_ih: Param<F, Ix1>,
     pub(crate) b_hh: Param<F, Ix1>,
+    /// `w_ih` packed by [`GateParams::project`] for the input products of the same pass.
+    #[serde(skip)]
+    packed_ih: PackedWeight<F>,
+    /// The packing buffer of the weight-gradient products.
+    #[serde(skip)]
+    grads: GradPack<F>,
 }
 
 impl<F: Float> GateParams<F> {
@@ -27,7 +35,48 @@ impl<F: Float> GateParams<F> {
         b_hh: Array1<F>,
     ) -> Result<Self> {
         check_param_shapes(op, gates, &w_ih, &w_hh, &b_ih, &b_hh)?;
-        Ok(Self { w_ih: Param::new(w_ih), w_hh: Param::new(w_hh), b_ih: Param::new(b_ih), b_hh: Param::new(b_hh) })
+        Ok(Self {
+            w_ih: Param::new(w_ih),
+            w_hh: Param::new(w_hh),
+            b_ih: Param::new(b_ih),
+            b_hh: Param::new(b_hh),
+            packed_ih: PackedWeight::default(),
+            grads: GradPack::default(),
+        })
+    }
+
+    /// `out ← x · w_ihᵀ` for all rows, packing `w_ih` for this pass's input products (the
+    /// same packing serves [`GateParams::input_grad`] of the pass's backward).
+    pub(crate) fn project(&mut self, x: ArrayView2<'_, F>, out: &mut ArrayViewMut2<'_, F>) {
+        self.packed_ih.pack(self.w_ih.value.view());
+        self.packed_ih.mul_t(self.w_ih.value.view(), x, false, out);
+    }
+
+    /// `dx ← dxp · w_ih`.
+    pub(crate) fn input_grad(&self, dxp: ArrayView2<'_, F>, dx: &mut ArrayViewMut2<'_, F>) {
+        self.packed_ih.mul(self.w_ih.value.view(), dxp, false, dx);
+    }
+
+    /// `w_ih.grad += d_ihᵀ · x` and `w_hh.grad[..rows] += d_hhᵀ · h` over all rows (`x`
+    /// `[n, I]`, `h` `[n, H]`, `d_ih` `[n, gates·H]`, `d_hh` `[n, rows]`): one shared
+    /// packing of `d` when `d_hh` is `d_ih`.
+    pub(crate) fn acc_weight_grads(
+        &mut self,
+        d_ih: ArrayView2<'_, F>,
+        x: ArrayView2<'_, F>,
+        d_hh: ArrayView2<'_, F>,
+        h: ArrayView2<'_, F>,
+        rows: usize,
+    ) {
+        let w_hh = self.w_hh.grad.slice_mut(ndarray::s![..rows, ..]);
+        // the same view (not a comparison of values)
+        let same = d_ih.as_ptr() == d_hh.as_ptr() && d_ih.dim() == d_hh.dim() && d_ih.strides() == d_hh.strides();
+        if same {
+            self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut()), (h, w_hh)]);
+        } else {
+            self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut())]);
+            self.grads.acc_tn(d_hh, &mut [(h, w_hh)]);
+        }
     }
 
     /// The input width I.

@@ -15,22 +15,34 @@ pub(crate) struct Pool<F> {
 const MAX_FREE: usize = 64;
 
 impl<F: Float> Pool<F> {
-    /// A zero-filled `[rows, cols]` array, from a recycled buffer when one is large enough.
-    pub(crate) fn zeros(&mut self, rows: usize, cols: usize) -> Array2<F> {
+    /// A `[rows, cols]` array whose contents are unspecified (left from an earlier use): for
+    /// buffers the caller overwrites completely before reading them, so no time goes into
+    /// zeroing. In this crate's unit tests the contents are NaN, so that a read of a value
+    /// nobody wrote shows up in every gradient check.
+    pub(crate) fn take(&mut self, rows: usize, cols: usize) -> Array2<F> {
         let len = rows * cols;
-        // The smallest free buffer that fits, so large ones stay available for large requests.
         let best = self.free.iter().enumerate().filter(|(_, v)| v.capacity() >= len).min_by_key(|(_, v)| v.capacity());
         let mut v = match best {
             Some((i, _)) => self.free.swap_remove(i),
             None => Vec::with_capacity(len),
         };
-        v.clear();
-        v.resize(len, F::zero());
-        // `len == rows * cols` by construction, so the shape always fits.
+        if v.len() >= len {
+            v.truncate(len);
+        } else {
+            v.resize(len, F::zero());
+        }
+        if cfg!(test) {
+            v.fill(F::nan());
+        }
+        Self::shaped(v, rows, cols)
+    }
+
+    /// `v` (exactly `rows · cols` long) as an array.
+    fn shaped(v: Vec<F>, rows: usize, cols: usize) -> Array2<F> {
+        // Cannot fail: the length is `rows · cols` by construction.
         Array2::from_shape_vec((rows, cols), v).unwrap_or_else(|_| Array2::zeros((rows, cols)))
     }
 
-    /// Takes back an array's buffer.
     pub(crate) fn put<D: ndarray::Dimension>(&mut self, a: ndarray::Array<F, D>) {
         if self.free.len() < MAX_FREE && !a.is_empty() {
             self.free.push(a.into_raw_vec_and_offset().0);

@@ -313,18 +313,20 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
                 format!("{:?}", x.shape()),
             ));
         }
-        rnnlab_core::validate::finite_values(op, "input x", x.iter().copied())?;
+        rnnlab_core::validate::finite_array(op, "input x", &x)?;
         if let Some(init) = init {
             self.check_states(op, "initial state", init, batch)?;
         }
-        let mut x2 = self.pool.zeros(t_len * batch, i);
+        // Buffers from `take` are overwritten completely before they are read (the `Cell`
+        // contract: `project_input`, `step` and `step_backward` write all of their outputs).
+        let mut x2 = self.pool.take(t_len * batch, i);
         for (mut dst, src) in x2.axis_chunks_iter_mut(Axis(0), batch).zip(x.outer_iter()) {
             dst.assign(&src);
         }
         let mut layers: Vec<LayerCache<F>> = Vec::with_capacity(self.layers.len());
         for (l, cell) in self.layers.iter_mut().enumerate() {
             let sw = cell.state_width();
-            let mut xp = self.pool.zeros(t_len * batch, cell.proj_dim());
+            let mut xp = self.pool.take(t_len * batch, cell.proj_dim());
             {
                 let input = match layers.last() {
                     None => x2.view(),
@@ -332,11 +334,12 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
                 };
                 cell.project_input(input, xp.view_mut())?;
             }
-            let mut states = self.pool.zeros((t_len + 1) * batch, sw);
-            if let Some(init) = init {
-                states.slice_mut(s![..batch, ..]).assign(&init[l].data());
+            let mut states = self.pool.take((t_len + 1) * batch, sw);
+            match init {
+                Some(init) => states.slice_mut(s![..batch, ..]).assign(&init[l].data()),
+                None => states.slice_mut(s![..batch, ..]).fill(F::zero()),
             }
-            let mut cache = self.pool.zeros(t_len, cell.cache_len(batch));
+            let mut cache = self.pool.take(t_len, cell.cache_len(batch));
             let mut scratch = vec![F::zero(); cell.scratch_len(batch)];
             for t in 0..t_len {
                 let (done, todo) = states.view_mut().split_at(Axis(0), (t + 1) * batch);
@@ -408,7 +411,7 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
                     &[t_len, batch, h_top],
                     g.shape(),
                 )?;
-                rnnlab_core::validate::finite_values(op, "output gradient", g.iter().copied())?;
+                rnnlab_core::validate::finite_array(op, "output gradient", &g)?;
             }
             OutputGrad::Last(g) => {
                 rnnlab_core::validate::shape(
@@ -417,7 +420,7 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
                     &[batch, h_top],
                     g.shape(),
                 )?;
-                rnnlab_core::validate::finite_values(op, "output gradient", g.iter().copied())?;
+                rnnlab_core::validate::finite_array(op, "output gradient", &g)?;
             }
             OutputGrad::None => {}
         }
@@ -441,12 +444,15 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
                     format!("states {:?}", lc.states.shape()),
                 ));
             }
-            let mut dstates = self.pool.zeros((t_len + 1) * batch, sw);
-            if let Some(d_final) = d_final {
-                dstates.slice_mut(s![t_len * batch.., ..]).assign(&d_final[l].data());
+            // Row block t of `dstates` is written (overwritten) by step t's `dprev`; the last
+            // one is the final-state gradient.
+            let mut dstates = self.pool.take((t_len + 1) * batch, sw);
+            match d_final {
+                Some(d_final) => dstates.slice_mut(s![t_len * batch.., ..]).assign(&d_final[l].data()),
+                None => dstates.slice_mut(s![t_len * batch.., ..]).fill(F::zero()),
             }
-            let mut dxp = self.pool.zeros(t_len * batch, cell.proj_dim());
-            let mut drec = self.pool.zeros(t_len * batch, cell.rec_grad_dim());
+            let mut dxp = self.pool.take(t_len * batch, cell.proj_dim());
+            let mut drec = self.pool.take(t_len * batch, cell.rec_grad_dim());
             let mut scratch = vec![F::zero(); cell.scratch_len(batch)];
             for t in (0..t_len).rev() {
                 let (mut done, mut todo) = dstates.view_mut().split_at(Axis(0), (t + 1) * batch);
@@ -496,7 +502,7 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
                 drec: drec.view(),
             })?;
             let dx = if l > 0 || input_grad {
-                let mut dx = self.pool.zeros(t_len * batch, cell.input_dim());
+                let mut dx = self.pool.take(t_len * batch, cell.input_dim());
                 cell.input_grad(dxp.view(), dx.view_mut())?;
                 Some(dx)
             } else {

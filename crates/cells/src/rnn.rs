@@ -6,7 +6,7 @@ use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, R
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedRec, add_bias_rows, add_col_sums, check_step, gemm, slice, slice_mut};
+use crate::kernels::{PackedWeight, add_bias_rows, add_col_sums, check_step, slice, slice_mut};
 use crate::params::GateParams;
 
 /// Configuration of an [`Rnn`] cell.
@@ -99,7 +99,7 @@ pub struct Rnn<F: Float> {
     p: GateParams<F>,
     /// `w_hh` packed for the per-step products, refreshed at step 0 of each forward pass.
     #[serde(skip)]
-    packed: PackedRec<F>,
+    packed: PackedWeight<F>,
 }
 
 const STATE: &[&str] = &["h"];
@@ -121,7 +121,7 @@ impl<F: Float> Rnn<F> {
         Ok(Self {
             activation,
             p: GateParams::new("Rnn::from_params", 1, w_ih, w_hh, b_ih, b_hh)?,
-            packed: PackedRec::default(),
+            packed: PackedWeight::default(),
         })
     }
 
@@ -181,8 +181,8 @@ impl<F: Float> Cell<F> for Rnn<F> {
         0
     }
 
-    fn project_input(&self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &x, &self.p.w_ih.value.t(), F::zero(), &mut out);
+    fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
+        self.p.project(x, &mut out);
         let bias = &self.p.b_ih.value + &self.p.b_hh.value;
         add_bias_rows(&mut out, bias.view());
         Ok(())
@@ -251,15 +251,15 @@ impl<F: Float> Cell<F> for Rnn<F> {
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
-        gemm(F::one(), &seq.dxp.t(), &seq.x, F::one(), &mut self.p.w_ih.grad.view_mut());
-        gemm(F::one(), &seq.dxp.t(), &seq.prev, F::one(), &mut self.p.w_hh.grad.view_mut());
+        let h = self.hidden_dim();
+        self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev, h);
         add_col_sums(&mut self.p.b_ih.grad, &seq.dxp);
         add_col_sums(&mut self.p.b_hh.grad, &seq.dxp);
         Ok(())
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
-        gemm(F::one(), &dxp, &self.p.w_ih.value.view(), F::zero(), &mut dx);
+        self.p.input_grad(dxp, &mut dx);
         Ok(())
     }
 

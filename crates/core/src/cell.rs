@@ -173,8 +173,10 @@ pub trait Cell<F: Float>: Parameterized<F> {
     fn set_training(&mut self, _training: bool) {}
 
     /// Writes the input projection of all rows: `x` `[n, input_dim]` → `out` `[n, proj_dim]`.
-    /// The unroller has checked both shapes.
-    fn project_input(&self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()>;
+    /// The unroller has checked both shapes. Called once per forward pass before the steps; a
+    /// cell may pack or cache its input weights here for the products of this pass (hence
+    /// `&mut self`).
+    fn project_input(&mut self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()>;
 
     /// One forward step at time `t`: reads `xp` `[batch, proj_dim]` and `prev`, writes `next`
     /// and `cache`. `&mut self` lets normalised cells update running statistics.

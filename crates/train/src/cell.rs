@@ -154,7 +154,7 @@ impl<F: Float> Cell<F> for AnyCell<F> {
         dispatch!(self, c => c.set_training(training))
     }
 
-    fn project_input(&self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()> {
+    fn project_input(&mut self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()> {
         dispatch!(self, c => c.project_input(x, out))
     }
 
