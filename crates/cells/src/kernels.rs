@@ -143,6 +143,23 @@ impl<F: Float> PackedWeight<F> {
         }
     }
 
+    /// `c ← d + a·wᵀ` in one pass over `c`; `a` `[M, K]`, `d` and `c` `[M, N]`.
+    pub(crate) fn mul_t_from(
+        &self,
+        w: ArrayView2<'_, F>,
+        a: ArrayView2<'_, F>,
+        d: ArrayView2<'_, F>,
+        c: &mut ArrayViewMut2<'_, F>,
+    ) {
+        let fits = self.fwd.k() == w.ncols() && self.fwd.n() == w.nrows();
+        if USE_PACKED && fits && unit_columns(&a) && c.strides()[1] == 1 {
+            crate::packed::gemm_packed_from(a, &self.fwd, d, c.view_mut());
+        } else {
+            c.assign(&d);
+            gemm(F::one(), &a, &w.t(), F::one(), c);
+        }
+    }
+
     /// `c ← d·w` (`accumulate`: `c += d·w`); `d` `[M, N]`, `c` `[M, K]`.
     pub(crate) fn mul(
         &self,

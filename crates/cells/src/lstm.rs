@@ -205,11 +205,11 @@ impl<F: Float> Cell<F> for Lstm<F> {
         let (b, h) = (xp.nrows(), self.hidden_dim());
         let (gates, tc) = cache.split_at_mut(4 * b * h);
         let mut gv = ArrayViewMut2::from_shape((b, 4 * h), &mut *gates).map_err(|e| shape_err(op, e))?;
-        gv.assign(&xp);
         if t == 0 {
             self.packed.pack(self.p.w_hh.value.view());
         }
-        self.packed.mul_t(self.p.w_hh.value.view(), prev.slice(s![.., ..h]), true, &mut gv);
+        // gates = xp + h_{t−1}·W_hhᵀ
+        self.packed.mul_t_from(self.p.w_hh.value.view(), prev.slice(s![.., ..h]), xp, &mut gv);
         let prev = slice(op, prev)?;
         let next = slice_mut(op, next)?;
         for r in 0..b {

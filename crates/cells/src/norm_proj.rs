@@ -15,7 +15,7 @@ use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Ix1, Ix2, s};
 use rnnlab_core::{Error, Float, Param, ParamView, ParamViewMut, Parameterized, Result, SeqRefs};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedWeight, add_col_sums, gemm};
+use crate::kernels::{GradPack, PackedWeight, add_col_sums};
 use crate::norm_unit::{NormUnit, inv_len};
 use crate::params::{check_param_shapes, shape_err};
 use crate::{NormConfig, NormKind, NormPlacement};
@@ -33,6 +33,12 @@ pub(crate) struct NormProj<F: Float> {
     /// `w_hh` packed for the per-step products, refreshed at step 0 of each forward pass.
     #[serde(skip)]
     pub(crate) packed: PackedWeight<F>,
+    /// `w_ih` packed by `project_input` for the input products of the same pass.
+    #[serde(skip)]
+    packed_ih: PackedWeight<F>,
+    /// The packing buffers of the weight-gradient products.
+    #[serde(skip)]
+    grads: GradPack<F>,
 }
 
 /// A plain cell's `(w_ih, w_hh, b_ih, b_hh)`.
@@ -109,6 +115,8 @@ impl<F: Float> NormProj<F> {
             norm_x: NormUnit::new(cfg, p),
             norm_h: (cfg.placement == NormPlacement::Full).then(|| NormUnit::new(cfg, p)),
             packed: PackedWeight::default(),
+            packed_ih: PackedWeight::default(),
+            grads: GradPack::default(),
         })
     }
 
@@ -168,10 +176,16 @@ impl<F: Float> NormProj<F> {
 
     /// `xp` `[n, I]` → `out` `[n, P]`: the raw W_ih x (no bias: the biases are added after the
     /// normalisation, inside the step).
-    pub(crate) fn project_input(&self, op: &str, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
+    pub(crate) fn project_input(
+        &mut self,
+        op: &str,
+        x: ArrayView2<'_, F>,
+        mut out: ArrayViewMut2<'_, F>,
+    ) -> Result<()> {
         check_view(op, "input", x.nrows(), self.input_dim(), x.shape())?;
         check_view(op, "projection", x.nrows(), self.proj_dim(), out.shape())?;
-        gemm(F::one(), &x, &self.w_ih.value.t(), F::zero(), &mut out);
+        self.packed_ih.pack(self.w_ih.value.view());
+        self.packed_ih.mul_t(self.w_ih.value.view(), x, false, &mut out);
         Ok(())
     }
 
@@ -179,7 +193,7 @@ impl<F: Float> NormProj<F> {
     pub(crate) fn input_grad(&self, op: &str, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
         check_view(op, "projection gradient", dxp.nrows(), self.proj_dim(), dxp.shape())?;
         check_view(op, "input gradient", dxp.nrows(), self.input_dim(), dx.shape())?;
-        gemm(F::one(), &dxp, &self.w_ih.value.view(), F::zero(), &mut dx);
+        self.packed_ih.mul(self.w_ih.value.view(), dxp, false, &mut dx);
         Ok(())
     }
 
@@ -308,12 +322,11 @@ impl<F: Float> NormProj<F> {
         check_at_least(op, "cache width", self.front_len(kind, b), seq.cache.ncols())?;
         check_view(op, "previous states", n, seq.prev.ncols(), seq.prev.shape())?;
         check_view(op, "drec", n, seq.drec.ncols(), seq.drec.shape())?;
-        let one = F::one();
-        gemm(one, &seq.dxp.t(), &seq.x, one, &mut self.w_ih.grad.view_mut());
+        self.grads.acc_tn(seq.dxp, &mut [(seq.x, self.w_ih.grad.view_mut())]);
         let e_x = seq.drec.slice(s![.., ..p]);
         let e_h = seq.drec.slice(s![.., p..2 * p]);
         let du = if self.norm_h.is_some() { seq.drec.slice(s![.., 2 * p..3 * p]) } else { e_h };
-        gemm(one, &du.t(), &seq.prev.slice(s![.., ..h]), one, &mut self.w_hh.grad.view_mut());
+        self.grads.acc_tn(du, &mut [(seq.prev.slice(s![.., ..h]), self.w_hh.grad.view_mut())]);
         add_col_sums(&mut self.b_ih.grad, &e_x);
         add_col_sums(&mut self.b_hh.grad, &e_h);
         for t in 0..n_t {

@@ -222,35 +222,71 @@ impl<F: Float> PackedB<F> {
 /// and `c` (rows may be strided, e.g. column slices of wider arrays); other layouts take a
 /// slower scalar path with the same results. Matching shapes are the caller's invariant: a
 /// mismatch fails a `debug_assert` and, in release builds, returns without touching `c`.
-pub(crate) fn gemm_packed<F: Float>(
+pub(crate) fn gemm_packed<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, accumulate: bool, c: ArrayViewMut2<'_, F>) {
+    gemm_packed_mode(a, b, if accumulate { Mode::Add } else { Mode::Set }, c);
+}
+
+/// `c = d + a · b` with `b` packed, in one pass over `c` (the per-step `gates = xp + h·Wᵀ`
+/// without first copying `xp` into `gates`). Same bits as copying `d` into `c` and calling
+/// [`gemm_packed`] with `accumulate`.
+///
+/// # Shapes
+/// As [`gemm_packed`]; `d` `[M, N]` like `c`.
+pub(crate) fn gemm_packed_from<F: Float>(
     a: ArrayView2<'_, F>,
     b: &PackedB<F>,
-    accumulate: bool,
+    d: ArrayView2<'_, F>,
     mut c: ArrayViewMut2<'_, F>,
 ) {
+    let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
+    if d.dim() != c.dim() || !unit(d.strides()[1], d.ncols()) {
+        debug_assert!(d.dim() == c.dim(), "gemm_packed_from: d {:?} for c {:?}", d.dim(), c.dim());
+        if d.dim() == c.dim() {
+            c.assign(&d);
+            gemm_packed_mode(a, b, Mode::Add, c);
+        }
+        return;
+    }
+    gemm_packed_mode(a, b, Mode::From(d), c);
+}
+
+/// How a tile's sums `s` reach `c`.
+#[derive(Clone, Copy)]
+enum Mode<'a, F> {
+    /// `c = s`.
+    Set,
+    /// `c += s`.
+    Add,
+    /// `c = d + s`, `d` shaped as `c` with unit column stride.
+    From(ArrayView2<'a, F>),
+}
+
+fn gemm_packed_mode<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'_, F>, mut c: ArrayViewMut2<'_, F>) {
     let ok = a.ncols() == b.k && c.nrows() == a.nrows() && c.ncols() == b.n;
     debug_assert!(ok, "gemm_packed: a {:?} · b [{}, {}] → c {:?}", a.dim(), b.k, b.n, c.dim());
     if !ok || c.is_empty() {
         return;
     }
-    if b.k == 0 {
-        if !accumulate {
-            c.fill(F::zero());
-        }
-        return;
-    }
     let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
-    if !unit(a.strides()[1], a.ncols()) || !unit(c.strides()[1], c.ncols()) {
-        scalar_panels(a, b, accumulate, c);
+    if b.k == 0 || !unit(a.strides()[1], a.ncols()) || !unit(c.strides()[1], c.ncols()) {
+        scalar_panels(a, b, mode, c);
         return;
     }
     for (q0, q1) in panel_chunks(b, b.k) {
-        for (a_blk, c_blk) in a.axis_chunks_iter(Axis(0), MR).zip(c.axis_chunks_iter_mut(Axis(0), MR)) {
+        for (blk, (a_blk, c_blk)) in
+            a.axis_chunks_iter(Axis(0), MR).zip(c.axis_chunks_iter_mut(Axis(0), MR)).enumerate()
+        {
+            let rows = ARows::InPlace(a_blk);
+            let mode = match &mode {
+                Mode::From(d) => Mode::From(d.slice(ndarray::s![blk * MR..blk * MR + a_blk.nrows(), ..])),
+                Mode::Set => Mode::Set,
+                Mode::Add => Mode::Add,
+            };
             match a_blk.nrows() {
-                4 => row_block::<F, 4>(ARows::InPlace(a_blk), b, 0, b.k, q0..q1, accumulate, c_blk),
-                3 => row_block::<F, 3>(ARows::InPlace(a_blk), b, 0, b.k, q0..q1, accumulate, c_blk),
-                2 => row_block::<F, 2>(ARows::InPlace(a_blk), b, 0, b.k, q0..q1, accumulate, c_blk),
-                _ => row_block::<F, 1>(ARows::InPlace(a_blk), b, 0, b.k, q0..q1, accumulate, c_blk),
+                4 => row_block::<F, 4>(rows, b, 0, b.k, q0..q1, mode, c_blk),
+                3 => row_block::<F, 3>(rows, b, 0, b.k, q0..q1, mode, c_blk),
+                2 => row_block::<F, 2>(rows, b, 0, b.k, q0..q1, mode, c_blk),
+                _ => row_block::<F, 1>(rows, b, 0, b.k, q0..q1, mode, c_blk),
             }
         }
     }
@@ -315,10 +351,10 @@ pub(crate) fn gemm_packed_tn<F: Float>(
                     let r = c_blk.nrows();
                     let rows = ARows::Transposed { a: strip, lda: r, i0: 0 };
                     match r {
-                        4 => row_block::<F, 4>(rows, b, k0, kc, q0..q1, true, c_blk),
-                        3 => row_block::<F, 3>(rows, b, k0, kc, q0..q1, true, c_blk),
-                        2 => row_block::<F, 2>(rows, b, k0, kc, q0..q1, true, c_blk),
-                        _ => row_block::<F, 1>(rows, b, k0, kc, q0..q1, true, c_blk),
+                        4 => row_block::<F, 4>(rows, b, k0, kc, q0..q1, Mode::Add, c_blk),
+                        3 => row_block::<F, 3>(rows, b, k0, kc, q0..q1, Mode::Add, c_blk),
+                        2 => row_block::<F, 2>(rows, b, k0, kc, q0..q1, Mode::Add, c_blk),
+                        _ => row_block::<F, 1>(rows, b, k0, kc, q0..q1, Mode::Add, c_blk),
                     }
                 }
             }
@@ -354,7 +390,7 @@ fn row_block<F: Float, const R: usize>(
     k0: usize,
     kc: usize,
     panels: std::ops::Range<usize>,
-    accumulate: bool,
+    mode: Mode<'_, F>,
     mut c: ArrayViewMut2<'_, F>,
 ) {
     let mut c_it = c.axis_iter_mut(Axis(0)).map(|r| r.into_slice());
@@ -364,6 +400,23 @@ fn row_block<F: Float, const R: usize>(
         debug_assert!(false, "gemm_packed: row block of c not contiguous");
         return;
     }
+    let d_view = match &mode {
+        Mode::From(d) => Some(d),
+        _ => None,
+    };
+    let mut d_it = d_view.into_iter().flat_map(|d| d.axis_iter(Axis(0))).map(|r| r.to_slice());
+    let d_rows: [Option<&[F]>; R] = std::array::from_fn(|_| d_it.next().flatten());
+    let store = match mode {
+        Mode::Set => Store::Set,
+        Mode::Add => Store::Add,
+        Mode::From(_) => {
+            if d_rows.iter().any(Option::is_none) {
+                debug_assert!(false, "gemm_packed: row block of d not contiguous");
+                return;
+            }
+            Store::From(d_rows.map(|r| r.unwrap_or(&[])))
+        }
+    };
     let a_rows: [&[F]; R] = match &a {
         ARows::InPlace(view) => {
             let mut a_it = view.axis_iter(Axis(0)).map(|r| r.to_slice());
@@ -388,7 +441,7 @@ fn row_block<F: Float, const R: usize>(
         let off = b.k * j0;
         let panel = &b.data[off + k0 * w..off + (k0 + kc) * w];
         let f32 = size_of::<F>() == 4;
-        let out = Out { rows: &mut c_rows, j0, width: w.min(b.n - j0), accumulate };
+        let out = Out { rows: &mut c_rows, j0, width: w.min(b.n - j0), store };
         match (f32, w / vw) {
             (true, 3) => panel_tile::<F, R, { 3 * VW_F32 }>(a, &a_rows, panel, out),
             (true, 2) => panel_tile::<F, R, { 2 * VW_F32 }>(a, &a_rows, panel, out),
@@ -400,12 +453,21 @@ fn row_block<F: Float, const R: usize>(
     }
 }
 
+/// How a tile's sums reach its rows of `C`.
+#[derive(Clone, Copy)]
+enum Store<'a, F, const R: usize> {
+    Set,
+    Add,
+    /// `c = d + s` with the block's rows of `d`.
+    From([&'a [F]; R]),
+}
+
 /// Where a tile's results go: columns `j0..j0 + width` of the block's rows of `C`.
-struct Out<'a, 'c, F, const R: usize> {
+struct Out<'a, 'c, 'd, F, const R: usize> {
     rows: &'a mut [Option<&'c mut [F]>; R],
     j0: usize,
     width: usize,
-    accumulate: bool,
+    store: Store<'d, F, R>,
 }
 
 /// One `R × W` tile: the micro-kernel over one panel (`W` its stored width), then the store.
@@ -414,23 +476,21 @@ fn panel_tile<F: Float, const R: usize, const W: usize>(
     a: ARows<'_, F>,
     a_rows: &[&[F]; R],
     panel: &[F],
-    out: Out<'_, '_, F, R>,
+    out: Out<'_, '_, '_, F, R>,
 ) {
     let acc = match a {
         ARows::InPlace(_) => kernel::<F, R, W>(a_rows, panel),
         ARows::Transposed { a, lda, i0 } => kernel_t::<F, R, W>(a, lda, i0, panel),
     };
-    let Out { rows, j0, width, accumulate } = out;
-    for (row, acc) in rows.iter_mut().zip(&acc) {
-        if let Some(dst) = row.as_deref_mut().and_then(|r| r.get_mut(j0..j0 + width)) {
-            if accumulate {
-                for (d, &s) in dst.iter_mut().zip(acc) {
-                    *d += s;
-                }
-            } else {
-                for (d, &s) in dst.iter_mut().zip(acc) {
-                    *d = s;
-                }
+    let Out { rows, j0, width, store } = out;
+    for (i, (row, acc)) in rows.iter_mut().zip(&acc).enumerate() {
+        let Some(dst) = row.as_deref_mut().and_then(|r| r.get_mut(j0..j0 + width)) else { continue };
+        match store {
+            Store::Set => dst.iter_mut().zip(acc).for_each(|(d, &s)| *d = s),
+            Store::Add => dst.iter_mut().zip(acc).for_each(|(d, &s)| *d += s),
+            Store::From(d_rows) => {
+                let Some(src) = d_rows[i].get(j0..j0 + width) else { continue };
+                dst.iter_mut().zip(acc).zip(src).for_each(|((d, &s), &x)| *d = x + s);
             }
         }
     }
@@ -488,25 +548,27 @@ fn fmadd<F: Float>(x: F, y: F, s: F) -> F {
 }
 
 /// The any-stride path: the same per-element order as the kernel, read through indexing.
-fn scalar_panels<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, accumulate: bool, mut c: ArrayViewMut2<'_, F>) {
+fn scalar_panels<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'_, F>, mut c: ArrayViewMut2<'_, F>) {
     let nr = nr_of::<F>();
     let main = b.main_panels();
     for ((i, j), out) in c.indexed_iter_mut() {
-        // the panel holding column j: a full one, or one of the (at most two) last ones
-        let mut q = (j / nr).min(main);
-        while q + 1 < b.n_panels() && b.panel(q + 1).0 <= j {
-            q += 1;
-        }
-        let (col0, w) = b.panel(q);
-        let base = b.k * col0 + (j - col0);
         let mut s = F::zero();
-        for (p, &x) in a.row(i).iter().enumerate() {
-            s = fmadd(x, b.data.get(base + p * w).copied().unwrap_or_else(F::zero), s);
+        if b.k > 0 {
+            // the panel holding column j: a full one, or one of the (at most two) last ones
+            let mut q = (j / nr).min(main);
+            while q + 1 < b.n_panels() && b.panel(q + 1).0 <= j {
+                q += 1;
+            }
+            let (col0, w) = b.panel(q);
+            let base = b.k * col0 + (j - col0);
+            for (p, &x) in a.row(i).iter().enumerate() {
+                s = fmadd(x, b.data.get(base + p * w).copied().unwrap_or_else(F::zero), s);
+            }
         }
-        if accumulate {
-            *out += s;
-        } else {
-            *out = s;
+        match mode {
+            Mode::Set => *out = s,
+            Mode::Add => *out += s,
+            Mode::From(d) => *out = d[[i, j]] + s,
         }
     }
 }
@@ -595,6 +657,18 @@ mod tests {
                     let mut c = c0.slice(s![.., 2..n + 2]).to_owned();
                     gemm_packed(a, &packed, accumulate, c.view_mut());
                     assert_close(c.view(), &want, &scale, rtol);
+                    // c = d + a·b in one pass: the same bits as copying d and accumulating
+                    if accumulate {
+                        let d = c0.slice(s![.., 2..n + 2]);
+                        let mut from = Array2::from_elem((m, n), F::nan());
+                        gemm_packed_from(a, &packed, d, from.view_mut());
+                        assert_eq!(from, c);
+                        // d with strided rows and a column-major d (the copying path)
+                        let d_f = d.t().as_standard_layout().reversed_axes().to_owned();
+                        let mut from_f = Array2::from_elem((m, n), F::nan());
+                        gemm_packed_from(a, &packed, d_f.view(), from_f.view_mut());
+                        assert_eq!(from_f, c);
+                    }
                     // c a column slice of a wider array: the columns outside stay untouched
                     let mut cw = c0.clone();
                     gemm_packed(a, &packed, accumulate, cw.slice_mut(s![.., 2..n + 2]));

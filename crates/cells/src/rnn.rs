@@ -206,11 +206,11 @@ impl<F: Float> Cell<F> for Rnn<F> {
             cache.len(),
             scratch.len(),
         )?;
-        next.assign(&xp);
         if t == 0 {
             self.packed.pack(self.p.w_hh.value.view());
         }
-        self.packed.mul_t(self.p.w_hh.value.view(), prev, true, &mut next);
+        // pre-activation = xp + h_{t−1}·W_hhᵀ
+        self.packed.mul_t_from(self.p.w_hh.value.view(), prev, xp, &mut next);
         let a = slice_mut(op, next)?;
         if !cache.is_empty() {
             cache.copy_from_slice(a);
