@@ -121,7 +121,7 @@ fn run_criterion(root: &Path, args: &BenchArgs) -> Result<()> {
                 "--measurement-time",
             ])
             .arg(args.measurement_time.to_string())
-            .env("MATMUL_NUM_THREADS", t.to_string());
+            .env("RNNLAB_THREADS", t.to_string()); // rnnlab_cells::THREADS_ENV
         if args.quick {
             cmd.env("RNNLAB_BENCH_QUICK", "1");
         }

@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask bench [--quick] [--threads 1,2] [--measurement-time S] [--no-run]
 //!   [--criterion-dir DIR] [--peers FILE...]`: runs the cells' training-step benchmark once per
-//!   thread count (`MATMUL_NUM_THREADS`, read once per process) and prints the criterion medians
+//!   thread count (`RNNLAB_THREADS`, see `rnnlab_cells::threads`) and prints the criterion medians
 //!   as a markdown table with GFLOP/s.
 //!   - `--no-run` skips `cargo bench` and only renders the existing results.
 //!   - `--criterion-dir DIR` says where they are (default `$CARGO_TARGET_DIR/criterion`, else

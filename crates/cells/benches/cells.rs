@@ -2,7 +2,8 @@
 //! last output, full backward with the per-step telemetry, SGD update — the step that
 //! `shared/peers/torch_bench.py` times for PyTorch (B = 32, I = H, f32).
 //!
-//! Threads: run with `MATMUL_NUM_THREADS=1` or `=2` (matrixmultiply reads it once per process).
+//! Threads: run with `RNNLAB_THREADS=1` or `=2` (`rnnlab_cells::threads`: the all-step products
+//! are cut between threads; results are the same bits for every count).
 //! `RNNLAB_BENCH_QUICK=1` limits the shapes to H ≤ 128 for a fast look.
 
 use std::hint::black_box;
@@ -60,8 +61,7 @@ fn flops(gates: usize, h: usize, t: usize) -> u64 {
 
 fn bench_cell<C: Cell<f32>>(c: &mut Criterion, name: &str, gates: usize, make: impl Fn(usize) -> C) {
     let quick = std::env::var_os("RNNLAB_BENCH_QUICK").is_some();
-    // matrixmultiply's default without the variable is one thread per physical core.
-    let threads = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "auto".into());
+    let threads = rnnlab_cells::threads();
     let mut group = c.benchmark_group(format!("{name}_{threads}t"));
     group.sample_size(10);
     for t in [50, 200] {

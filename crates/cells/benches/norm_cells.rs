@@ -4,7 +4,7 @@
 //! with statistics for every step, T_max = T). Compare with the `lstm_*` group of
 //! `benches/cells.rs` run in the same sitting for the overhead of the normalisation.
 //!
-//! Threads: run with `MATMUL_NUM_THREADS=1` or `=2` (matrixmultiply reads it once per process).
+//! Threads: run with `RNNLAB_THREADS=1` or `=2` (`rnnlab_cells::threads`).
 //! `RNNLAB_BENCH_QUICK=1` limits the shapes to H ≤ 128 for a fast look.
 
 use std::hint::black_box;
@@ -65,7 +65,7 @@ fn flops(gates: usize, h: usize, t: usize) -> u64 {
 
 fn bench_cell<C: Cell<f32>>(c: &mut Criterion, name: &str, gates: usize, make: impl Fn(usize, usize) -> C) {
     let quick = std::env::var_os("RNNLAB_BENCH_QUICK").is_some();
-    let threads = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "1".into());
+    let threads = rnnlab_cells::threads();
     let mut group = c.benchmark_group(format!("{name}_{threads}t"));
     group.sample_size(10);
     for t in [50, 200] {

@@ -184,7 +184,8 @@ impl<F: Float> PackedWeight<F> {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct GradPack<F> {
     packed: [crate::packed::PackedB<F>; 2],
-    strips: Vec<F>,
+    /// One strips buffer per thread.
+    strips: Vec<Vec<F>>,
 }
 
 impl<F> PartialEq for GradPack<F> {

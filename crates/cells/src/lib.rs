@@ -19,6 +19,7 @@ mod recurrent;
 mod rnn;
 #[cfg(test)]
 mod tests;
+mod threads;
 
 pub use gru::{Gru, GruConfig, GruVariant};
 pub use linear::{Linear, LinearConfig};
@@ -29,3 +30,4 @@ pub use norm_lstm::{NormLstm, NormLstmConfig};
 pub use norm_rnn::{NormRnn, NormRnnConfig};
 pub use recurrent::{Backward, BackwardOptions, Forward, OutputGrad, Recurrent, SeqCache, StepGrads, TruncatedRun};
 pub use rnn::{Rnn, RnnConfig};
+pub use threads::{THREADS_ENV, set_threads, threads};

@@ -196,6 +196,16 @@ impl<F: Float> PackedB<F> {
         }
     }
 
+    /// The column after panel `q − 1`'s last real column: 0 for `q = 0`, N for
+    /// `q = n_panels()`; panel `q`'s first column otherwise.
+    fn col_end(&self, q: usize) -> usize {
+        if q == 0 {
+            return 0;
+        }
+        let (col0, w) = self.panel(q - 1);
+        (col0 + w).min(self.n)
+    }
+
     /// Panel `q`'s first column and stored width (its columns rounded up to whole vectors).
     /// It starts at `K · col0` in `data`: every panel before it is stored without padding.
     fn panel(&self, q: usize) -> (usize, usize) {
@@ -261,7 +271,7 @@ enum Mode<'a, F> {
     From(ArrayView2<'a, F>),
 }
 
-fn gemm_packed_mode<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'_, F>, mut c: ArrayViewMut2<'_, F>) {
+fn gemm_packed_mode<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'_, F>, c: ArrayViewMut2<'_, F>) {
     let ok = a.ncols() == b.k && c.nrows() == a.nrows() && c.ncols() == b.n;
     debug_assert!(ok, "gemm_packed: a {:?} · b [{}, {}] → c {:?}", a.dim(), b.k, b.n, c.dim());
     if !ok || c.is_empty() {
@@ -272,7 +282,64 @@ fn gemm_packed_mode<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'
         scalar_panels(a, b, mode, c);
         return;
     }
-    for (q0, q1) in panel_chunks(b, b.k) {
+    let parts = thread_parts(b, a.nrows() * b.k * b.n);
+    if parts <= 1 {
+        panel_range(a, b, 0..b.n_panels(), mode, c);
+        return;
+    }
+    // Column ranges of whole panels, one per thread; `d` (if any) cut like `c`.
+    std::thread::scope(|scope| {
+        let (mut c_rest, mut d_rest) = (c, if let Mode::From(d) = mode { Some(d) } else { None });
+        for (i, qs) in split_panels(b, parts).enumerate() {
+            let width = b.col_end(qs.end) - b.col_end(qs.start);
+            let (c_part, c_next) = c_rest.split_at(Axis(1), width);
+            c_rest = c_next;
+            let part_mode = match (mode, d_rest) {
+                (Mode::From(_), Some(d)) => {
+                    let (d_part, d_next) = d.split_at(Axis(1), width);
+                    d_rest = Some(d_next);
+                    Mode::From(d_part)
+                }
+                (m, _) => m,
+            };
+            if i + 1 == parts {
+                panel_range(a, b, qs, part_mode, c_part);
+            } else {
+                scope.spawn(move || panel_range(a, b, qs, part_mode, c_part));
+            }
+        }
+    });
+}
+
+/// Below this many multiply-adds a product stays on one thread: starting and joining a scoped
+/// thread costs tens of microseconds here, 16 M multiply-adds take about 0.3 ms on one core
+/// (measured: at 4 M, the LSTM H = 32, T = 50 step got slower on two threads).
+const MIN_PARALLEL_MACS: usize = 16 << 20;
+
+/// How many column ranges to cut a product of `macs` multiply-adds into.
+fn thread_parts<F: Float>(b: &PackedB<F>, macs: usize) -> usize {
+    if macs < MIN_PARALLEL_MACS {
+        return 1;
+    }
+    crate::threads::threads().min(b.n_panels()).max(1)
+}
+
+/// `parts` consecutive, nearly equal ranges of `b`'s panels.
+fn split_panels<F: Float>(b: &PackedB<F>, parts: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let n = b.n_panels();
+    (0..parts).map(move |i| (i * n / parts)..((i + 1) * n / parts))
+}
+
+/// `c` (columns of panels `qs`) `(+)= a · b[:, those columns]`.
+fn panel_range<F: Float>(
+    a: ArrayView2<'_, F>,
+    b: &PackedB<F>,
+    qs: std::ops::Range<usize>,
+    mode: Mode<'_, F>,
+    mut c: ArrayViewMut2<'_, F>,
+) {
+    let c_col0 = b.col_end(qs.start);
+    for (q0, q1) in panel_chunks::<F>(b.k, qs) {
         for (blk, (a_blk, c_blk)) in
             a.axis_chunks_iter(Axis(0), MR).zip(c.axis_chunks_iter_mut(Axis(0), MR)).enumerate()
         {
@@ -282,14 +349,21 @@ fn gemm_packed_mode<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'
                 Mode::Set => Mode::Set,
                 Mode::Add => Mode::Add,
             };
+            let cols = Cols { panels: q0..q1, c_col0 };
             match a_blk.nrows() {
-                4 => row_block::<F, 4>(rows, b, 0, b.k, q0..q1, mode, c_blk),
-                3 => row_block::<F, 3>(rows, b, 0, b.k, q0..q1, mode, c_blk),
-                2 => row_block::<F, 2>(rows, b, 0, b.k, q0..q1, mode, c_blk),
-                _ => row_block::<F, 1>(rows, b, 0, b.k, q0..q1, mode, c_blk),
+                4 => row_block::<F, 4>(rows, b, 0, b.k, cols, mode, c_blk),
+                3 => row_block::<F, 3>(rows, b, 0, b.k, cols, mode, c_blk),
+                2 => row_block::<F, 2>(rows, b, 0, b.k, cols, mode, c_blk),
+                _ => row_block::<F, 1>(rows, b, 0, b.k, cols, mode, c_blk),
             }
         }
     }
+}
+
+/// Panels `panels` of `b`, whose columns start in `c` at `b`'s column `c_col0`.
+struct Cols {
+    panels: std::ops::Range<usize>,
+    c_col0: usize,
 }
 
 /// `c += a_tᵀ · b` for each `(b, c)` of `targets`, with every `b` packed and `a_t` `[K, M]`
@@ -307,7 +381,7 @@ fn gemm_packed_mode<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'
 pub(crate) fn gemm_packed_tn<F: Float>(
     a_t: ArrayView2<'_, F>,
     targets: &mut [(&PackedB<F>, ArrayViewMut2<'_, F>)],
-    strips: &mut Vec<F>,
+    strips: &mut Vec<Vec<F>>,
 ) -> bool {
     let (k, m) = a_t.dim();
     let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
@@ -318,6 +392,53 @@ pub(crate) fn gemm_packed_tn<F: Float>(
     if !fits {
         return false;
     }
+    let macs = k * m * targets.iter().map(|(b, _)| b.n).sum::<usize>();
+    let most = targets.iter().map(|(b, _)| b.n_panels()).max().unwrap_or(0);
+    let parts = if macs < MIN_PARALLEL_MACS { 1 } else { crate::threads::threads().min(most).max(1) };
+    if strips.len() < parts {
+        strips.resize_with(parts, Vec::new);
+    }
+    // Part i: panel range i of every target, with its columns of `c`; each part packs `a_t`
+    // into its own strips.
+    let mut jobs: Vec<Vec<TnJob<'_, '_, F>>> = (0..parts).map(|_| Vec::with_capacity(targets.len())).collect();
+    for (b, c) in targets.iter_mut() {
+        let mut rest = c.view_mut();
+        for (job, qs) in jobs.iter_mut().zip(split_panels(b, parts)) {
+            let (part, next) = rest.split_at(Axis(1), b.col_end(qs.end) - b.col_end(qs.start));
+            rest = next;
+            job.push(TnJob { b, panels: qs, c: part });
+        }
+    }
+    if parts == 1 {
+        if let (Some(job), Some(strip)) = (jobs.first_mut(), strips.first_mut()) {
+            tn_part(a_t, job, strip);
+        }
+    } else {
+        std::thread::scope(|scope| {
+            let mut work = jobs.iter_mut().zip(strips.iter_mut());
+            let last = work.next();
+            for (job, strip) in work {
+                scope.spawn(move || tn_part(a_t, job, strip));
+            }
+            if let Some((job, strip)) = last {
+                tn_part(a_t, job, strip);
+            }
+        });
+    }
+    true
+}
+
+/// One target's share of a [`gemm_packed_tn`] part: panels `panels` of `b` and their columns
+/// of `c`.
+struct TnJob<'b, 'c, F> {
+    b: &'b PackedB<F>,
+    panels: std::ops::Range<usize>,
+    c: ArrayViewMut2<'c, F>,
+}
+
+/// `c += a_tᵀ · b` over the panel ranges of `jobs`, packing `a_t` block by block into `strips`.
+fn tn_part<F: Float>(a_t: ArrayView2<'_, F>, jobs: &mut [TnJob<'_, '_, F>], strips: &mut Vec<F>) {
+    let (k, m) = a_t.dim();
     let mut k0 = 0;
     while k0 < k {
         let kc = KC.min(k - k0);
@@ -331,9 +452,8 @@ pub(crate) fn gemm_packed_tn<F: Float>(
             strips.resize(need, F::zero());
         }
         for (p, row) in a_t.slice(ndarray::s![k0..k0 + kc, ..]).rows().into_iter().enumerate() {
-            // Unreachable `else`: unit column stride was checked above (no `c` touched yet
-            // would not hold in later blocks, so this must stay unreachable).
-            let Some(row) = row.to_slice() else { return false };
+            // Unreachable `else`: the caller checked the unit column stride.
+            let Some(row) = row.to_slice() else { return };
             for (s, src) in row.chunks(MR).enumerate() {
                 let at = s * stride + p * src.len();
                 let dst = &mut strips[at..at + src.len()];
@@ -344,31 +464,33 @@ pub(crate) fn gemm_packed_tn<F: Float>(
                 }
             }
         }
-        for (b, c) in targets.iter_mut() {
-            for (q0, q1) in panel_chunks(b, kc) {
+        for TnJob { b, panels, c } in jobs.iter_mut() {
+            let c_col0 = b.col_end(panels.start);
+            for (q0, q1) in panel_chunks::<F>(kc, panels.clone()) {
                 for (s, c_blk) in c.axis_chunks_iter_mut(Axis(0), MR).enumerate() {
                     let strip = &strips[s * stride..s * stride + kc * MR];
                     let r = c_blk.nrows();
                     let rows = ARows::Transposed { a: strip, lda: r, i0: 0 };
+                    let cols = Cols { panels: q0..q1, c_col0 };
                     match r {
-                        4 => row_block::<F, 4>(rows, b, k0, kc, q0..q1, Mode::Add, c_blk),
-                        3 => row_block::<F, 3>(rows, b, k0, kc, q0..q1, Mode::Add, c_blk),
-                        2 => row_block::<F, 2>(rows, b, k0, kc, q0..q1, Mode::Add, c_blk),
-                        _ => row_block::<F, 1>(rows, b, k0, kc, q0..q1, Mode::Add, c_blk),
+                        4 => row_block::<F, 4>(rows, b, k0, kc, cols, Mode::Add, c_blk),
+                        3 => row_block::<F, 3>(rows, b, k0, kc, cols, Mode::Add, c_blk),
+                        2 => row_block::<F, 2>(rows, b, k0, kc, cols, Mode::Add, c_blk),
+                        _ => row_block::<F, 1>(rows, b, k0, kc, cols, Mode::Add, c_blk),
                     }
                 }
             }
         }
         k0 += kc;
     }
-    true
 }
 
-/// Consecutive panel ranges of about [`CHUNK_BYTES`] when `kc` rows of each are read.
-fn panel_chunks<F: Float>(b: &PackedB<F>, kc: usize) -> impl Iterator<Item = (usize, usize)> {
+/// Consecutive ranges of the panels `qs`, each about [`CHUNK_BYTES`] when `kc` rows of each
+/// are read.
+fn panel_chunks<F: Float>(kc: usize, qs: std::ops::Range<usize>) -> impl Iterator<Item = (usize, usize)> {
     let per = (CHUNK_BYTES / (kc.max(1) * nr_of::<F>() * size_of::<F>())).max(1);
-    let n = b.n_panels();
-    (0..n).step_by(per).map(move |q0| (q0, (q0 + per).min(n)))
+    let end = qs.end;
+    qs.step_by(per).map(move |q0| (q0, (q0 + per).min(end)))
 }
 
 /// Where a row block's `R` rows of `A` come from.
@@ -389,7 +511,7 @@ fn row_block<F: Float, const R: usize>(
     b: &PackedB<F>,
     k0: usize,
     kc: usize,
-    panels: std::ops::Range<usize>,
+    cols: Cols,
     mode: Mode<'_, F>,
     mut c: ArrayViewMut2<'_, F>,
 ) {
@@ -436,12 +558,12 @@ fn row_block<F: Float, const R: usize>(
         }
     };
     let vw = vw_of::<F>();
-    for q in panels {
+    for q in cols.panels {
         let (j0, w) = b.panel(q);
         let off = b.k * j0;
         let panel = &b.data[off + k0 * w..off + (k0 + kc) * w];
         let f32 = size_of::<F>() == 4;
-        let out = Out { rows: &mut c_rows, j0, width: w.min(b.n - j0), store };
+        let out = Out { rows: &mut c_rows, j0: j0 - cols.c_col0, width: w.min(b.n - j0), store };
         match (f32, w / vw) {
             (true, 3) => panel_tile::<F, R, { 3 * VW_F32 }>(a, &a_rows, panel, out),
             (true, 2) => panel_tile::<F, R, { 2 * VW_F32 }>(a, &a_rows, panel, out),
@@ -756,7 +878,7 @@ mod tests {
             let c0 = mat::<F>(m, n + 3, seed + 2);
             let want = naive(a_t.t(), b.view(), c0.slice(s![.., 1..n + 1]), true);
             let scale = abs_scale(a_t.t(), b.view(), c0.slice(s![.., 1..n + 1]));
-            let mut strips = Vec::new();
+            let mut strips: Vec<Vec<F>> = Vec::new();
             let mut c = c0.clone();
             assert!(gemm_packed_tn(a_t.view(), &mut [(&packed, c.slice_mut(s![.., 1..n + 1]))], &mut strips));
             assert_close(c.slice(s![.., 1..n + 1]), &want, &scale, rtol);
@@ -785,6 +907,43 @@ mod tests {
     }
 
     #[test]
+    fn results_are_bit_identical_for_every_thread_count() {
+        // Products above MIN_PARALLEL_MACS, so that 2 and 3 threads really cut them (the only
+        // test in this binary that sets the thread count; results never depend on it anyway).
+        let (m, k, n) = (210, 300, 300);
+        assert!(m * k * n >= MIN_PARALLEL_MACS && k * m * (n + 37) >= MIN_PARALLEL_MACS);
+        let w = mat::<f32>(n, k, 11);
+        let a = mat::<f32>(m, k, 12);
+        let d = mat::<f32>(m, n, 13);
+        let a_t = mat::<f32>(k, m, 14);
+        let (x1, x2) = (mat::<f32>(k, n, 15), mat::<f32>(k, 37, 16));
+        let mut packed = PackedB::default();
+        packed.pack(w.t());
+        let (mut p1, mut p2) = (PackedB::default(), PackedB::default());
+        p1.pack(x1.view());
+        p2.pack(x2.view());
+        let run = |threads: usize| {
+            crate::threads::set_threads(threads);
+            let mut c = d.clone();
+            gemm_packed(a.view(), &packed, true, c.view_mut());
+            let mut from = Array2::zeros((m, n));
+            gemm_packed_from(a.view(), &packed, d.view(), from.view_mut());
+            let (mut g1, mut g2) = (d.clone(), Array2::zeros((m, 37)));
+            let mut strips = Vec::new();
+            assert!(gemm_packed_tn(a_t.view(), &mut [(&p1, g1.view_mut()), (&p2, g2.view_mut())], &mut strips));
+            (c, from, g1, g2)
+        };
+        let one = run(1);
+        for threads in [2, 3, 64] {
+            assert!(run(threads) == one, "{threads} threads");
+        }
+        crate::threads::set_threads(1);
+        let scale = abs_scale(a.view(), w.t(), d.view());
+        assert_close(one.0.view(), &naive(a.view(), w.t(), d.view(), true), &scale, 1e-5);
+        assert_eq!(one.0, one.1);
+    }
+
+    #[test]
     fn transposed_a_matches_naive_f64() {
         check_tn::<f64>(1e-14);
     }
@@ -801,7 +960,7 @@ mod tests {
         packed.pack(b.view());
         let a_t = mat::<f64>(6, 4, 2);
         let mut c = Array2::<f64>::zeros((4, 5));
-        let mut strips = Vec::new();
+        let mut strips: Vec<Vec<f64>> = Vec::new();
         // a_t column-strided, wrong K, c column-strided, one bad target of two: refused, c untouched
         let a_f = a_t.t().as_standard_layout().reversed_axes().to_owned();
         assert!(!gemm_packed_tn(a_f.view(), &mut [(&packed, c.view_mut())], &mut strips));

@@ -5,7 +5,7 @@
 //! steps are cheaper).
 //!
 //! ```text
-//! MATMUL_NUM_THREADS=1 cargo run --release -p rnnlab-train --example adding_lstm_vs_rnn
+//! cargo run --release -p rnnlab-train --example adding_lstm_vs_rnn
 //! ```
 //!
 //! Environment overrides: `LSTM_LR` (default 0.01), `RNN_LR` (default 0.001), `STEPS` (LSTM

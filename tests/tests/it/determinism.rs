@@ -1,4 +1,5 @@
-//! Same seed, same bits: a short training run repeated gives identical parameters.
+//! Same seed, same bits: a short training run repeated, or run with another thread count,
+//! gives identical parameters.
 
 use ndarray::{Array2, Array3, Axis};
 use rnnlab_cells::{BackwardOptions, LstmConfig, OutputGrad, Recurrent};
@@ -34,4 +35,20 @@ fn training_digest() -> u64 {
 #[test]
 fn the_same_run_gives_the_same_bits() {
     assert_eq!(training_digest(), training_digest());
+}
+
+#[test]
+fn the_thread_count_does_not_change_a_bit() {
+    // The all-step products of this run are big enough to be cut between threads (see
+    // `rnnlab_cells::threads`); every element is the same multiply-add chain either way.
+    let digests: Vec<u64> = [1, 2, 3]
+        .into_iter()
+        .map(|n| {
+            rnnlab_cells::set_threads(n);
+            training_digest()
+        })
+        .collect();
+    rnnlab_cells::set_threads(1);
+    assert_eq!(digests[0], digests[1]);
+    assert_eq!(digests[0], digests[2]);
 }
