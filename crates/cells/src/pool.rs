@@ -21,6 +21,11 @@ impl<F: Float> Pool<F> {
     /// nobody wrote shows up in every gradient check.
     pub(crate) fn take(&mut self, rows: usize, cols: usize) -> Array2<F> {
         let len = rows * cols;
+        if len == 0 {
+            // An empty array needs no buffer; taking one would strand it (e.g. a cell with no
+            // recurrent-path gradient would take a big buffer for its empty `drec` every pass).
+            return Array2::zeros((rows, cols));
+        }
         let best = self.free.iter().enumerate().filter(|(_, v)| v.capacity() >= len).min_by_key(|(_, v)| v.capacity());
         let mut v = match best {
             Some((i, _)) => self.free.swap_remove(i),
@@ -65,5 +70,29 @@ impl<F> PartialEq for Pool<F> {
 impl<F> std::fmt::Debug for Pool<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Pool({} free buffers)", self.free.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_takes_leave_the_free_buffers_alone() {
+        let mut pool = Pool::<f32>::default();
+        let buf = Array2::<f32>::zeros((4, 5));
+        let ptr = buf.as_ptr();
+        pool.put(buf);
+        // e.g. the `drec` of a cell without a recurrent-path gradient, or an empty cache
+        let empty = pool.take(7, 0);
+        assert_eq!(empty.dim(), (7, 0));
+        assert_eq!(pool.free.len(), 1);
+        // the next real request gets the recycled buffer, not a new one
+        let again = pool.take(2, 10);
+        assert_eq!(again.as_ptr(), ptr);
+        assert!(pool.free.is_empty());
+        // empty arrays are not kept
+        pool.put(empty);
+        assert!(pool.free.is_empty());
     }
 }
