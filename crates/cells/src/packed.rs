@@ -439,49 +439,82 @@ struct TnJob<'b, 'c, F> {
 /// `c += a_tᵀ · b` over the panel ranges of `jobs`, packing `a_t` block by block into `strips`.
 fn tn_part<F: Float>(a_t: ArrayView2<'_, F>, jobs: &mut [TnJob<'_, '_, F>], strips: &mut Vec<F>) {
     let (k, m) = a_t.dim();
+    let n_strips = m.div_ceil(MR);
     let mut k0 = 0;
     while k0 < k {
         let kc = KC.min(k - k0);
+        let block = a_t.slice(ndarray::s![k0..k0 + kc, ..]);
         // strip s, row p, column i (< the strip's width r_s) at s·stride + p·r_s + i; every
         // value read below is written here first, so the buffer only grows, never zeroed.
         // The stride is padded by a cache line: at kc·MR·4 bytes = 4 KiB the writes of one
         // row would all map to the same L1 sets.
         let stride = kc * MR + 64 / size_of::<F>();
-        let need = m.div_ceil(MR) * stride;
-        if strips.len() < need {
-            strips.resize(need, F::zero());
+        // A standard-layout block is packed [`STRIP_GROUP`] strips at a time, each group used
+        // while it is still in L1/L2; other layouts all at once, row by row.
+        let flat = block.as_slice_memory_order().filter(|_| block.is_standard_layout());
+        let group = if flat.is_some() { STRIP_GROUP.min(n_strips) } else { n_strips };
+        if strips.len() < group * stride {
+            strips.resize(group * stride, F::zero());
         }
-        for (p, row) in a_t.slice(ndarray::s![k0..k0 + kc, ..]).rows().into_iter().enumerate() {
-            // Unreachable `else`: the caller checked the unit column stride.
-            let Some(row) = row.to_slice() else { return };
-            for (s, src) in row.chunks(MR).enumerate() {
-                let at = s * stride + p * src.len();
-                let dst = &mut strips[at..at + src.len()];
-                // Fixed-length copies inline; `copy_from_slice` of 4 values would call memmove.
-                match (<&mut [F; MR]>::try_from(&mut *dst), <&[F; MR]>::try_from(src)) {
-                    (Ok(d), Ok(v)) => *d = *v,
-                    _ => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v),
-                }
+        for g0 in (0..n_strips).step_by(group.max(1)) {
+            let g1 = (g0 + group).min(n_strips);
+            match flat {
+                Some(flat) => pack_strips(flat, m, kc, g0..g1, stride, strips),
+                None => pack_strips_by_rows(block, stride, strips),
             }
-        }
-        for TnJob { b, panels, c } in jobs.iter_mut() {
-            let c_col0 = b.col_end(panels.start);
-            for (q0, q1) in panel_chunks::<F>(kc, panels.clone()) {
-                for (s, c_blk) in c.axis_chunks_iter_mut(Axis(0), MR).enumerate() {
-                    let strip = &strips[s * stride..s * stride + kc * MR];
-                    let r = c_blk.nrows();
-                    let rows = ARows::Transposed { a: strip, lda: r, i0: 0 };
-                    let cols = Cols { panels: q0..q1, c_col0 };
-                    match r {
-                        4 => row_block::<F, 4>(rows, b, k0, kc, cols, Mode::Add, c_blk),
-                        3 => row_block::<F, 3>(rows, b, k0, kc, cols, Mode::Add, c_blk),
-                        2 => row_block::<F, 2>(rows, b, k0, kc, cols, Mode::Add, c_blk),
-                        _ => row_block::<F, 1>(rows, b, k0, kc, cols, Mode::Add, c_blk),
+            for TnJob { b, panels, c } in jobs.iter_mut() {
+                let c_col0 = b.col_end(panels.start);
+                for (q0, q1) in panel_chunks::<F>(kc, panels.clone()) {
+                    for s in g0..g1 {
+                        let (i0, r) = (s * MR, MR.min(m - s * MR));
+                        let strip = &strips[(s - g0) * stride..(s - g0) * stride + kc * r];
+                        let c_blk = c.slice_mut(ndarray::s![i0..i0 + r, ..]);
+                        let rows = ARows::Transposed { a: strip, lda: r, i0: 0 };
+                        let cols = Cols { panels: q0..q1, c_col0 };
+                        match r {
+                            4 => row_block::<F, 4>(rows, b, k0, kc, cols, Mode::Add, c_blk),
+                            3 => row_block::<F, 3>(rows, b, k0, kc, cols, Mode::Add, c_blk),
+                            2 => row_block::<F, 2>(rows, b, k0, kc, cols, Mode::Add, c_blk),
+                            _ => row_block::<F, 1>(rows, b, k0, kc, cols, Mode::Add, c_blk),
+                        }
                     }
                 }
             }
         }
         k0 += kc;
+    }
+}
+
+/// Strips packed at a time in [`gemm_packed_tn`]: 16 strips of `KC` rows are 64 KiB of `f32`.
+const STRIP_GROUP: usize = 16;
+
+/// Copies strips `ss` of a row-major block `flat` `[kc, m]` into `strips` (strip `s` at
+/// `(s − ss.start) · stride`, its row `p` at `p · r_s`): strip by strip, so the writes are
+/// contiguous and the block's cache lines one strip reads are the next strips' too.
+fn pack_strips<F: Float>(flat: &[F], m: usize, kc: usize, ss: std::ops::Range<usize>, stride: usize, strips: &mut [F]) {
+    for (s, dst_strip) in ss.zip(strips.chunks_mut(stride)) {
+        let (i0, r) = (s * MR, MR.min(m - s * MR));
+        for (p, dst) in dst_strip[..kc * r].chunks_exact_mut(r).enumerate() {
+            let Some(src) = flat.get(p * m + i0..p * m + i0 + r) else { return };
+            // Fixed-length copies inline; `copy_from_slice` of 4 values would call memmove.
+            match (<&mut [F; MR]>::try_from(&mut *dst), <&[F; MR]>::try_from(src)) {
+                (Ok(d), Ok(v)) => *d = *v,
+                _ => dst.copy_from_slice(src),
+            }
+        }
+    }
+}
+
+/// Copies every strip of `block` `[kc, M]` (unit column stride, rows possibly strided) into
+/// `strips`, row by row.
+fn pack_strips_by_rows<F: Float>(block: ArrayView2<'_, F>, stride: usize, strips: &mut [F]) {
+    for (p, row) in block.rows().into_iter().enumerate() {
+        // Unreachable `else`: the caller checked the unit column stride.
+        let Some(row) = row.to_slice() else { return };
+        for (s, src) in row.chunks(MR).enumerate() {
+            let at = s * stride + p * src.len();
+            strips[at..at + src.len()].copy_from_slice(src);
+        }
     }
 }
 
