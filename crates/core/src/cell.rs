@@ -172,14 +172,16 @@ pub trait Cell<F: Float>: Parameterized<F> {
     /// Switches training/evaluation behaviour (normalised cells); a no-op by default.
     fn set_training(&mut self, _training: bool) {}
 
-    /// Writes the input projection of all rows: `x` `[n, input_dim]` → `out` `[n, proj_dim]`.
-    /// The unroller has checked both shapes. Called once per forward pass before the steps; a
+    /// Writes the input projection of all rows: `x` `[n, input_dim]` → `out` `[n, proj_dim]`,
+    /// every value of `out` (the unroller hands in a recycled, not zeroed, buffer). The
+    /// unroller has checked both shapes. Called once per forward pass before the steps; a
     /// cell may pack or cache its input weights here for the products of this pass (hence
     /// `&mut self`).
     fn project_input(&mut self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()>;
 
-    /// One forward step at time `t`: reads `xp` `[batch, proj_dim]` and `prev`, writes `next`
-    /// and `cache`. `&mut self` lets normalised cells update running statistics.
+    /// One forward step at time `t`: reads `xp` `[batch, proj_dim]` and `prev`, writes every
+    /// value of `next` and of the first `cache_len(batch)` values of `cache` (recycled buffers,
+    /// not zeroed). `&mut self` lets normalised cells update running statistics.
     fn step(
         &mut self,
         t: usize,
@@ -190,8 +192,9 @@ pub trait Cell<F: Float>: Parameterized<F> {
         scratch: &mut [F],
     ) -> Result<()>;
 
-    /// One backward step: from `dnext` = ∂L/∂s_t writes `dprev` = ∂L/∂s_{t−1} (overwriting),
-    /// `dxp` = ∂L/∂xp_t and `drec` (`[batch, rec_grad_dim]`). Touches no parameter gradient.
+    /// One backward step: from `dnext` = ∂L/∂s_t writes `dprev` = ∂L/∂s_{t−1}, `dxp` =
+    /// ∂L/∂xp_t and `drec` (`[batch, rec_grad_dim]`), every value of each (overwriting: the
+    /// buffers are recycled, not zeroed). Touches no parameter gradient.
     #[allow(clippy::too_many_arguments)]
     fn step_backward(
         &self,
@@ -206,7 +209,7 @@ pub trait Cell<F: Float>: Parameterized<F> {
     /// Adds ∂L/∂θ for every parameter from the whole sequence's buffers.
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()>;
 
-    /// Writes ∂L/∂x `[n, input_dim]` from ∂L/∂xp `[n, proj_dim]`.
+    /// Writes ∂L/∂x `[n, input_dim]` from ∂L/∂xp `[n, proj_dim]`, every value of `dx`.
     fn input_grad(&self, dxp: ArrayView2<'_, F>, dx: ArrayViewMut2<'_, F>) -> Result<()>;
 
     /// Jacobian–vector product: writes `out` = (∂s_t/∂s_{t−1})·`v`, both `[batch, state_width]`.

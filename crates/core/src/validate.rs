@@ -52,9 +52,9 @@ pub fn finite_values<F: Float>(op: &str, what: &str, values: impl IntoIterator<I
     Ok(())
 }
 
-/// [`finite_values`] for an array: a branch-free pass over contiguous memory (vectorised,
-/// ~10× faster than the element iterator on inputs of a training step), then, only if it
-/// finds a NaN or infinity, the element walk that names the first one.
+/// [`finite_values`] for an array: a branch-free pass over contiguous memory (which the
+/// compiler vectorises), then, only if it finds a NaN or infinity, the element walk that
+/// names the first one.
 ///
 /// # Errors
 /// [`Error::NonFinite`] naming `op`, `what` and the flat index (in logical order) of the first
