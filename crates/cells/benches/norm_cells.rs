@@ -74,16 +74,20 @@ fn bench_cell<C: Cell<f32>>(c: &mut Criterion, name: &str, gates: usize, make: i
                 continue;
             }
             group.throughput(Throughput::Elements(flops(gates, h, t)));
+            // Built at the first call and kept across samples (see benches/cells.rs).
+            let mut built = None;
             group.bench_with_input(BenchmarkId::new(format!("T{t}"), h), &h, |bench, &h| {
-                // Built here so that a filtered run only builds what it measures.
-                let mut rng = seeded_rng(0);
-                let rnn = Recurrent::new(vec![make(h, t)]).expect("one layer");
-                let head = LinearConfig::new(h, 1).init(&mut rng).expect("valid sizes");
-                let mut m = Model { rnn, head };
-                let mut opt = SgdConfig::new(1e-3).init::<f32>().expect("valid lr");
-                let x = Array3::from_shape_fn((t, BATCH, h), |(a, b, k)| ((a * 31 + b * 7 + k) as f32 * 0.01).sin());
-                let y = Array2::from_shape_fn((BATCH, 1), |(b, _)| (b as f32 * 0.1).cos());
-                bench.iter(|| train_step(&mut m, &mut opt, &x, &y));
+                let (m, opt, x, y) = built.get_or_insert_with(|| {
+                    let mut rng = seeded_rng(0);
+                    let rnn = Recurrent::new(vec![make(h, t)]).expect("one layer");
+                    let head = LinearConfig::new(h, 1).init(&mut rng).expect("valid sizes");
+                    let opt = SgdConfig::new(1e-3).init::<f32>().expect("valid lr");
+                    let x =
+                        Array3::from_shape_fn((t, BATCH, h), |(a, b, k)| ((a * 31 + b * 7 + k) as f32 * 0.01).sin());
+                    let y = Array2::from_shape_fn((BATCH, 1), |(b, _)| (b as f32 * 0.1).cos());
+                    (Model { rnn, head }, opt, x, y)
+                });
+                bench.iter(|| train_step(m, opt, x, y));
             });
         }
     }

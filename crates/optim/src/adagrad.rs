@@ -4,7 +4,7 @@ use ndarray::Zip;
 use rnnlab_core::{Float, Parameterized, Result, validate};
 use serde::{Deserialize, Serialize};
 
-use crate::optimizer::{OptimizerState, ParamState, check_loaded, check_set_lr, drive, sq_delta};
+use crate::optimizer::{OptimizerState, ParamState, SqSum, check_loaded, check_set_lr, drive};
 use crate::{Optimizer, StepReport};
 
 const OP: &str = "AdagradConfig";
@@ -137,16 +137,16 @@ impl<F: Float> Optimizer<F> for Adagrad<F> {
         drive(&mut self.state, model, &|shape| ParamState::filled(shape, &[SUM], init), &mut |mut p, ps| {
             let clr = F::of(lr / (1.0 + (ps.step - 1) as f64 * lr_decay));
             let [s] = ps.buffers_mut([SUM])?;
-            let mut sq = 0.0;
+            let mut sq = SqSum::new();
             // Zip cannot panic: `drive` checked grad, value and state shapes are equal.
             Zip::from(&mut p.value).and(&p.grad).and(s).for_each(|x, &g, s| {
                 let g = if decay { g + wd * *x } else { g };
                 *s += g * g;
                 let new = *x - clr * (g / (s.sqrt() + eps));
-                sq += sq_delta(new, *x);
+                sq.add(new, *x);
                 *x = new;
             });
-            Ok(sq)
+            Ok(sq.total())
         })
     }
 

@@ -4,7 +4,7 @@ use ndarray::Zip;
 use rnnlab_core::{Error, Float, ParamViewMut, Parameterized, Result, validate};
 use serde::{Deserialize, Serialize};
 
-use crate::optimizer::{OptimizerState, ParamState, check_loaded, check_set_lr, drive, sq_delta};
+use crate::optimizer::{OptimizerState, ParamState, SqSum, check_loaded, check_set_lr, drive};
 use crate::{Optimizer, StepReport};
 
 const OP: &str = "AdamConfig";
@@ -173,7 +173,7 @@ pub(crate) fn adam_update<F: Float>(h: AdamStep, mut p: ParamViewMut<'_, F>, ps:
     let use_l2 = h.l2 != 0.0;
     let shrink = F::of(1.0 - h.lr * h.decoupled);
     let use_decoupled = h.decoupled != 0.0;
-    let mut sq = 0.0;
+    let mut sq = SqSum::new();
     let moments = |x: &mut F, g: F, m: &mut F, v: &mut F| {
         let old = *x;
         if use_decoupled {
@@ -194,7 +194,7 @@ pub(crate) fn adam_update<F: Float>(h: AdamStep, mut p: ParamViewMut<'_, F>, ps:
             }
             let denom = vmax.sqrt() / bc2_sqrt + eps;
             *x -= step_size * (*m / denom);
-            sq += sq_delta(*x, old);
+            sq.add(*x, old);
         });
     } else {
         let [m, v] = ps.buffers_mut([EXP_AVG, EXP_AVG_SQ])?;
@@ -202,10 +202,10 @@ pub(crate) fn adam_update<F: Float>(h: AdamStep, mut p: ParamViewMut<'_, F>, ps:
             let old = moments(x, g, m, v);
             let denom = v.sqrt() / bc2_sqrt + eps;
             *x -= step_size * (*m / denom);
-            sq += sq_delta(*x, old);
+            sq.add(*x, old);
         });
     }
-    Ok(sq)
+    Ok(sq.total())
 }
 
 impl<F: Float> Optimizer<F> for Adam<F> {

@@ -5,7 +5,7 @@ use rnnlab_core::{Float, Parameterized, Result, validate};
 use serde::{Deserialize, Serialize};
 
 use crate::adam::unit_interval;
-use crate::optimizer::{OptimizerState, ParamState, check_loaded, check_set_lr, drive, sq_delta};
+use crate::optimizer::{OptimizerState, ParamState, SqSum, check_loaded, check_set_lr, drive};
 use crate::{Optimizer, StepReport};
 
 const OP: &str = "RmsPropConfig";
@@ -168,7 +168,7 @@ impl<F: Float> Optimizer<F> for RmsProp<F> {
         let centered = c.centered;
         let names = self.buffer_names();
         drive(&mut self.state, model, &|shape| ParamState::filled(shape, names, F::zero()), &mut |mut p, ps| {
-            let mut sq = 0.0;
+            let mut sq = SqSum::new();
             // The buffers a configuration does not use are stood in for by a scratch array of
             // the same shape, so one Zip serves all four variants.
             let mut scratch_b = None;
@@ -214,10 +214,10 @@ impl<F: Float> Optimizer<F> for RmsProp<F> {
                 } else {
                     *x - lr * (g / avg)
                 };
-                sq += sq_delta(new, *x);
+                sq.add(new, *x);
                 *x = new;
             });
-            Ok(sq)
+            Ok(sq.total())
         })
     }
 

@@ -4,7 +4,7 @@ use ndarray::Zip;
 use rnnlab_core::{Error, Float, Parameterized, Result, validate};
 use serde::{Deserialize, Serialize};
 
-use crate::optimizer::{OptimizerState, ParamState, check_loaded, check_set_lr, drive, sq_delta};
+use crate::optimizer::{OptimizerState, ParamState, SqSum, check_loaded, check_set_lr, drive};
 use crate::{Optimizer, StepReport};
 
 const OP: &str = "SgdConfig";
@@ -148,13 +148,13 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
         let nesterov = self.config.nesterov;
         let names = self.buffer_names();
         drive(&mut self.state, model, &|shape| ParamState::filled(shape, names, F::zero()), &mut |mut p, ps| {
-            let mut sq = 0.0;
+            let mut sq = SqSum::new();
             // Zip cannot panic: `drive` checked grad, value and state shapes are equal.
             if names.is_empty() {
                 Zip::from(&mut p.value).and(&p.grad).for_each(|x, &g| {
                     let d = if decay { g + wd * *x } else { g };
                     let new = *x - lr * d;
-                    sq += sq_delta(new, *x);
+                    sq.add(new, *x);
                     *x = new;
                 });
             } else {
@@ -165,11 +165,11 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
                     *b = if first { d } else { *b * mu + one_minus_damp * d };
                     let dir = if nesterov { d + mu * *b } else { *b };
                     let new = *x - lr * dir;
-                    sq += sq_delta(new, *x);
+                    sq.add(new, *x);
                     *x = new;
                 });
             }
-            Ok(sq)
+            Ok(sq.total())
         })
     }
 
