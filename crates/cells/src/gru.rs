@@ -421,14 +421,14 @@ impl<F: Float> Cell<F> for Gru<F> {
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
         let one = F::one();
         let h = self.hidden_dim();
-        add_col_sums(&mut self.p.b_ih.grad, &seq.dxp);
         match self.variant {
             GruVariant::ResetAfter => {
+                add_col_sums([&mut self.p.b_ih.grad], &seq.dxp);
                 self.p.acc_weight_grads(seq.dxp, seq.x, seq.drec, seq.prev, 3 * h);
-                add_col_sums(&mut self.p.b_hh.grad, &seq.drec);
+                add_col_sums([&mut self.p.b_hh.grad], &seq.drec);
             }
             GruVariant::ResetBefore => {
-                add_col_sums(&mut self.p.b_hh.grad, &seq.dxp);
+                add_col_sums([&mut self.p.b_ih.grad, &mut self.p.b_hh.grad], &seq.dxp);
                 self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp.slice(s![.., ..2 * h]), seq.prev, 2 * h);
                 // W_hn's input is r ⊙ h_{t−1}: rebuild it from the cached r.
                 let n = seq.prev.nrows();

@@ -73,10 +73,29 @@ pub(crate) fn add_bias_rows<F: Float>(out: &mut ArrayViewMut2<'_, F>, bias: Arra
     }
 }
 
-/// Adds the column sums of `g` to `acc` (bias gradients).
-pub(crate) fn add_col_sums<F: Float>(acc: &mut ndarray::Array1<F>, g: &ArrayView2<'_, F>) {
+/// Adds the column sums of `g` to each of `accs` (bias gradients; LSTM and RNN add the same
+/// sums to `b_ih` and `b_hh`) in one pass over `g`, row by row in order: the same bits as
+/// `acc += row` for every row. Shapes are the caller's invariant.
+pub(crate) fn add_col_sums<F: Float, const N: usize>(mut accs: [&mut ndarray::Array1<F>; N], g: &ArrayView2<'_, F>) {
+    let n = g.ncols();
+    if let (Some(flat), true) = (g.as_slice(), n > 0) {
+        for row in flat.chunks_exact(n) {
+            for acc in accs.iter_mut() {
+                match acc.as_slice_mut() {
+                    Some(a) if a.len() == n => a.iter_mut().zip(row).for_each(|(a, &r)| *a += r),
+                    _ => **acc += &ArrayView1::from(row),
+                }
+            }
+        }
+        return;
+    }
     for row in g.rows() {
-        *acc += &row;
+        for acc in accs.iter_mut() {
+            match (acc.as_slice_mut(), row.as_slice()) {
+                (Some(a), Some(r)) => a.iter_mut().zip(r).for_each(|(a, &r)| *a += r),
+                _ => **acc += &row,
+            }
+        }
     }
 }
 
@@ -217,4 +236,24 @@ impl<F: Float> GradPack<F> {
 
 fn unit_columns<F>(a: &ArrayView2<'_, F>) -> bool {
     a.ncols() <= 1 || a.strides()[1] == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array1, Array2};
+
+    #[test]
+    fn col_sums_add_every_row_to_every_accumulator_in_any_layout() {
+        let g = Array2::from_shape_fn((5, 3), |(i, j)| (i * 3 + j) as f64 + 0.25);
+        let want = Array1::from(vec![30.0 + 1.25, 35.0 + 1.25, 40.0 + 1.25]);
+        // Row-major, and a transposed copy read through `.t()` (strided rows).
+        let gt = g.t().to_owned();
+        for view in [g.view(), gt.t()] {
+            let (mut a, mut b) = (Array1::from(vec![1.0, 1.0, 1.0]), Array1::zeros(3));
+            add_col_sums([&mut a, &mut b], &view);
+            assert_eq!(a, &want + 1.0);
+            assert_eq!(b, want);
+        }
+    }
 }

@@ -278,8 +278,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
         let h = self.hidden_dim();
         self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev.slice(s![.., ..h]), 4 * h);
-        add_col_sums(&mut self.p.b_ih.grad, &seq.dxp);
-        add_col_sums(&mut self.p.b_hh.grad, &seq.dxp);
+        add_col_sums([&mut self.p.b_ih.grad, &mut self.p.b_hh.grad], &seq.dxp);
         Ok(())
     }
 

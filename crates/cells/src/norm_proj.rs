@@ -327,8 +327,8 @@ impl<F: Float> NormProj<F> {
         let e_h = seq.drec.slice(s![.., p..2 * p]);
         let du = if self.norm_h.is_some() { seq.drec.slice(s![.., 2 * p..3 * p]) } else { e_h };
         self.grads.acc_tn(du, &mut [(seq.prev.slice(s![.., ..h]), self.w_hh.grad.view_mut())]);
-        add_col_sums(&mut self.b_ih.grad, &e_x);
-        add_col_sums(&mut self.b_hh.grad, &e_h);
+        add_col_sums([&mut self.b_ih.grad], &e_x);
+        add_col_sums([&mut self.b_hh.grad], &e_h);
         for t in 0..n_t {
             let row = seq.cache.row(t);
             let cache = row.to_slice().ok_or_else(|| Error::shape(op, "contiguous cache", "strided"))?;

@@ -146,7 +146,7 @@ impl<F: Float> PackedB<F> {
                     let (col0, w) = self.panel(q);
                     let src = &row[col0..n.min(col0 + w)];
                     let at = k * col0 + p * w;
-                    self.data[at..at + src.len()].copy_from_slice(src);
+                    copy_by_vectors(&mut self.data[at..at + src.len()], src);
                 }
             }
         } else {
@@ -222,6 +222,31 @@ impl<F: Float> PackedB<F> {
         } else {
             (col0, rest.div_ceil(vw) * vw)
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` (equal lengths) in pieces of one vector, inlined: a tail panel's
+/// row is one to three vectors, too short for a `memmove` call to pay.
+#[inline(always)]
+fn copy_by_vectors<F: Float>(dst: &mut [F], src: &[F]) {
+    if size_of::<F>() == 4 {
+        copy_chunks::<F, VW_F32>(dst, src);
+    } else {
+        copy_chunks::<F, VW_F64>(dst, src);
+    }
+}
+
+#[inline(always)]
+fn copy_chunks<F: Float, const V: usize>(dst: &mut [F], src: &[F]) {
+    let mut d = dst.chunks_exact_mut(V);
+    let mut s = src.chunks_exact(V);
+    for (d, s) in (&mut d).zip(&mut s) {
+        if let (Ok(d), Ok(s)) = (<&mut [F; V]>::try_from(d), <&[F; V]>::try_from(s)) {
+            *d = *s;
+        }
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
     }
 }
 
@@ -640,12 +665,25 @@ fn panel_tile<F: Float, const R: usize, const W: usize>(
     let Out { rows, j0, width, store } = out;
     for (i, (row, acc)) in rows.iter_mut().zip(&acc).enumerate() {
         let Some(dst) = row.as_deref_mut().and_then(|r| r.get_mut(j0..j0 + width)) else { continue };
+        // A full-width tile is stored through fixed-size arrays: plain vector stores (a
+        // slice copy of run-time length would be a `memcpy` call per row).
         match store {
-            Store::Set => dst.iter_mut().zip(acc).for_each(|(d, &s)| *d = s),
-            Store::Add => dst.iter_mut().zip(acc).for_each(|(d, &s)| *d += s),
+            Store::Set => match <&mut [F; W]>::try_from(&mut *dst) {
+                Ok(d) => *d = *acc,
+                Err(_) => dst.iter_mut().zip(acc).for_each(|(d, &s)| *d = s),
+            },
+            // The sums go through a local array: unrolled loops over two references that LLVM
+            // cannot prove apart stay scalar.
+            Store::Add => match <&mut [F; W]>::try_from(&mut *dst) {
+                Ok(d) => *d = std::array::from_fn(|j| d[j] + acc[j]),
+                Err(_) => dst.iter_mut().zip(acc).for_each(|(d, &s)| *d += s),
+            },
             Store::From(d_rows) => {
                 let Some(src) = d_rows[i].get(j0..j0 + width) else { continue };
-                dst.iter_mut().zip(acc).zip(src).for_each(|((d, &s), &x)| *d = x + s);
+                match (<&mut [F; W]>::try_from(&mut *dst), <&[F; W]>::try_from(src)) {
+                    (Ok(d), Ok(x)) => *d = std::array::from_fn(|j| x[j] + acc[j]),
+                    _ => dst.iter_mut().zip(acc).zip(src).for_each(|((d, &s), &x)| *d = x + s),
+                }
             }
         }
     }
