@@ -241,10 +241,10 @@ impl<F: Float> Cell<F> for Gru<F> {
         let hn_out = slice_mut(op, next)?;
         if t == 0 {
             match self.variant {
-                GruVariant::ResetAfter => self.packed.pack(self.p.w_hh.value.view()),
+                GruVariant::ResetAfter => self.packed.pack_per_step(self.p.w_hh.value.view()),
                 GruVariant::ResetBefore => {
-                    self.packed.pack(self.p.w_hh.value.slice(s![..2 * h, ..]));
-                    self.packed_n.pack(self.p.w_hh.value.slice(s![2 * h.., ..]));
+                    self.packed.pack_per_step(self.p.w_hh.value.slice(s![..2 * h, ..]));
+                    self.packed_n.pack_per_step(self.p.w_hh.value.slice(s![2 * h.., ..]));
                 }
             }
         }

@@ -2,8 +2,11 @@
 //! elementwise gate loops (each its own function over plain slices so LLVM vectorises it).
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 use rnnlab_core::{Error, Float, Result};
+
+use crate::packed::Mode;
+use crate::step_worker::{MIN_SPLIT_MACS, Side, Split, StepWorker};
 
 /// The elements of a standard-layout view, or `Err(Shape)` naming `op`.
 pub(crate) fn slice<'a, F>(op: &str, a: ArrayView2<'a, F>) -> Result<&'a [F]> {
@@ -122,28 +125,111 @@ pub(crate) const USE_PACKED: bool = cfg!(target_feature = "fma");
 
 /// A weight matrix W `[N, K]` packed for both products a cell takes with it: `a · Wᵀ`
 /// (forward, Jacobian–vector) and `d · W` (backward). The cells pack `W_hh` at the first step
-/// of every forward pass and `W_ih` in [`Cell::project_input`](rnnlab_core::Cell), so the
-/// backward pass of a forward uses that forward's weights. A derived cache, so it is skipped
-/// by serde and ignored by equality.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct PackedWeight<F> {
+/// of every forward pass ([`PackedWeight::pack_per_step`]) and `W_ih` in
+/// [`Cell::project_input`](rnnlab_core::Cell) ([`PackedWeight::pack`]), so the backward pass
+/// of a forward uses that forward's weights. A derived cache, so it is skipped by serde,
+/// ignored by equality, and a clone starts without a worker.
+///
+/// With [`crate::threads`] ≥ 2, a weight packed for the per-step products gets a
+/// [`StepWorker`]: products of at least [`MIN_SPLIT_MACS`] multiply-adds are cut in two
+/// column ranges, one computed by the worker (same bits as on one thread).
+#[derive(Debug, Default)]
+pub(crate) struct PackedWeight<F: Float> {
     fwd: crate::packed::PackedB<F>,
     bwd: crate::packed::PackedB<F>,
+    worker: Option<StepWorker<F>>,
 }
 
-impl<F> PartialEq for PackedWeight<F> {
+impl<F: Float> Clone for PackedWeight<F> {
+    fn clone(&self) -> Self {
+        Self { fwd: self.fwd.clone(), bwd: self.bwd.clone(), worker: None }
+    }
+}
+
+impl<F: Float> PartialEq for PackedWeight<F> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
+/// A weight whose per-step products can reach [`MIN_SPLIT_MACS`] with a batch of this size
+/// gets a worker.
+const MIN_WORKER_BATCH: usize = 32;
+
 impl<F: Float> PackedWeight<F> {
-    /// Packs `w` `[N, K]` (a no-op when the packed kernel is not used).
+    /// Packs `w` `[N, K]` for all-step products (a no-op when the packed kernel is not used).
     pub(crate) fn pack(&mut self, w: ArrayView2<'_, F>) {
         if USE_PACKED {
             self.fwd.pack(w.t());
             self.bwd.pack(w);
         }
+    }
+
+    /// Packs `w` `[N, K]` for the per-step products, with a worker thread when
+    /// [`crate::threads`] ≥ 2 and the products are large enough to share.
+    pub(crate) fn pack_per_step(&mut self, w: ArrayView2<'_, F>) {
+        self.pack_per_step_with(w, crate::threads::threads());
+    }
+
+    /// [`Self::pack_per_step`] for a given thread count.
+    pub(crate) fn pack_per_step_with(&mut self, w: ArrayView2<'_, F>, threads: usize) {
+        self.pack(w);
+        let worth = USE_PACKED && threads >= 2 && w.len() * MIN_WORKER_BATCH >= MIN_SPLIT_MACS;
+        if !worth {
+            self.worker = None;
+            return;
+        }
+        self.worker = self.worker.take().or_else(StepWorker::start);
+        if let Some(worker) = self.worker.as_mut() {
+            let (q, col) = self.fwd.half_split();
+            worker.pack(Side::Fwd, w.t(), q, col);
+            let (q, col) = self.bwd.half_split();
+            worker.pack(Side::Bwd, w, q, col);
+        }
+    }
+
+    /// The cut for a product on the worker, if there is one and the product is worth it.
+    fn split(&self, side: Side, a: &ArrayView2<'_, F>, c: &ArrayViewMut2<'_, F>) -> Option<(&StepWorker<F>, Split)> {
+        let worker = self.worker.as_ref()?;
+        let (m, k, n) = (a.nrows(), a.ncols(), c.ncols());
+        if m * k * n < MIN_SPLIT_MACS || !unit_columns(a) || c.strides()[1] != 1 {
+            return None;
+        }
+        Some((worker, worker.split(side, k, n)?))
+    }
+
+    /// `c ∘= a · b` for the packed `b` of `side` on two threads: `Mode::From(d)` is
+    /// `c = d + a·b`, `Add` `c += a·b`, `Set` `c = a·b`. `false` if it did not run.
+    fn mul_split(&self, side: Side, a: ArrayView2<'_, F>, mode: Mode<'_, F>, c: &mut ArrayViewMut2<'_, F>) -> bool {
+        let Some((worker, sp)) = self.split(side, &a, c) else { return false };
+        let b = if side == Side::Fwd { &self.fwd } else { &self.bwd };
+        let (left_mode, d_right) = match mode {
+            Mode::From(d) => {
+                if d.dim() != c.dim() || !unit_columns(&d) {
+                    return false;
+                }
+                let (l, r) = d.split_at(Axis(1), sp.col);
+                (Mode::From(l), Some(r))
+            }
+            m => (m, None),
+        };
+        let add = matches!(mode, Mode::Add);
+        let mut left_ok = true;
+        let ran = worker.run(
+            side,
+            a,
+            c.view_mut(),
+            |c_left| left_ok = crate::packed::gemm_packed_left(a, b, sp.q, left_mode, c_left),
+            |mut c_right, s| match d_right {
+                // The same additions as the kernel's stores: `d + s`, `c + s`.
+                Some(d) => Zip::from(&mut c_right).and(&d).and(&s).for_each(|c, &d, &s| *c = d + s),
+                None if add => Zip::from(&mut c_right).and(&s).for_each(|c, &s| *c += s),
+                None => c_right.assign(&s),
+            },
+        );
+        // `left_ok` is false only for layouts `split` already refused.
+        debug_assert!(!ran || left_ok, "PackedWeight: the caller's part did not run");
+        ran && left_ok
     }
 
     /// `c ← a·wᵀ` (`accumulate`: `c += a·wᵀ`); `a` `[M, K]`, `c` `[M, N]`.
@@ -156,7 +242,10 @@ impl<F: Float> PackedWeight<F> {
     ) {
         let fits = self.fwd.k() == w.ncols() && self.fwd.n() == w.nrows();
         if USE_PACKED && fits && unit_columns(&a) && c.strides()[1] == 1 {
-            crate::packed::gemm_packed(a, &self.fwd, accumulate, c.view_mut());
+            let mode = if accumulate { Mode::Add } else { Mode::Set };
+            if !self.mul_split(Side::Fwd, a, mode, c) {
+                crate::packed::gemm_packed(a, &self.fwd, accumulate, c.view_mut());
+            }
         } else {
             gemm(F::one(), &a, &w.t(), if accumulate { F::one() } else { F::zero() }, c);
         }
@@ -172,7 +261,9 @@ impl<F: Float> PackedWeight<F> {
     ) {
         let fits = self.fwd.k() == w.ncols() && self.fwd.n() == w.nrows();
         if USE_PACKED && fits && unit_columns(&a) && c.strides()[1] == 1 {
-            crate::packed::gemm_packed_from(a, &self.fwd, d, c.view_mut());
+            if !self.mul_split(Side::Fwd, a, Mode::From(d), c) {
+                crate::packed::gemm_packed_from(a, &self.fwd, d, c.view_mut());
+            }
         } else {
             c.assign(&d);
             gemm(F::one(), &a, &w.t(), F::one(), c);
@@ -189,7 +280,10 @@ impl<F: Float> PackedWeight<F> {
     ) {
         let fits = self.bwd.k() == w.nrows() && self.bwd.n() == w.ncols();
         if USE_PACKED && fits && unit_columns(&d) && c.strides()[1] == 1 {
-            crate::packed::gemm_packed(d, &self.bwd, accumulate, c.view_mut());
+            let mode = if accumulate { Mode::Add } else { Mode::Set };
+            if !self.mul_split(Side::Bwd, d, mode, c) {
+                crate::packed::gemm_packed(d, &self.bwd, accumulate, c.view_mut());
+            }
         } else {
             gemm(F::one(), &d, &w, if accumulate { F::one() } else { F::zero() }, c);
         }
@@ -242,6 +336,68 @@ fn unit_columns<F>(a: &ArrayView2<'_, F>) -> bool {
 mod tests {
     use super::*;
     use ndarray::{Array1, Array2};
+
+    fn mat<F: Float>(rows: usize, cols: usize, seed: usize) -> Array2<F> {
+        Array2::from_shape_fn((rows, cols), |(i, j)| F::of((((i * 31 + j * 17 + seed * 7) % 23) as f64 - 11.0) / 7.0))
+    }
+
+    /// Every per-step product of a weight packed with a worker (two threads) against the same
+    /// weight packed without: the same bits, for each of `c = a·wᵀ`, `c += a·wᵀ`,
+    /// `c = d + a·wᵀ`, `c = d·w`, `c += d·w`.
+    fn worker_products_match<F: Float>(m: usize, n: usize, k: usize) {
+        let w = mat::<F>(n, k, 1);
+        let (a, d, g) = (mat::<F>(m, k, 2), mat::<F>(m, n, 3), mat::<F>(m, n, 4));
+        let (mut one, mut two) = (PackedWeight::default(), PackedWeight::default());
+        one.pack_per_step_with(w.view(), 1);
+        two.pack_per_step_with(w.view(), 2);
+        assert!(one.worker.is_none());
+        assert!(two.worker.is_some(), "no worker for {m}×{k}×{n}");
+        let run = |pw: &PackedWeight<F>| {
+            let mut out = vec![mat::<F>(m, n, 5); 3];
+            pw.mul_t(w.view(), a.view(), false, &mut out[0].view_mut());
+            pw.mul_t(w.view(), a.view(), true, &mut out[1].view_mut());
+            pw.mul_t_from(w.view(), a.view(), d.view(), &mut out[2].view_mut());
+            let mut back = vec![mat::<F>(m, k, 6); 2];
+            pw.mul(w.view(), g.view(), false, &mut back[0].view_mut());
+            pw.mul(w.view(), g.view(), true, &mut back[1].view_mut());
+            (out, back)
+        };
+        let mut c = Array2::zeros((m, n));
+        assert!(two.mul_split(Side::Fwd, a.view(), Mode::Set, &mut c.view_mut()), "not split: {m}×{k}×{n}");
+        let mut c = Array2::zeros((m, k));
+        assert!(two.mul_split(Side::Bwd, g.view(), Mode::Add, &mut c.view_mut()), "not split: {m}×{n}×{k}");
+        let (want, got) = (run(&one), run(&two));
+        assert_eq!(want, got, "{m}×{k}×{n}");
+        // And the products are right: c = a·wᵀ against ndarray's.
+        let naive = a.dot(&w.t());
+        let err = (&got.0[0] - &naive).iter().fold(0.0f64, |e, v| e.max(v.as_f64().abs()));
+        assert!(err < 1e-3, "{err}");
+        // A clone computes on its own thread.
+        assert!(two.clone().worker.is_none());
+    }
+
+    #[test]
+    fn a_step_worker_gives_the_same_bits_as_one_thread() {
+        // LSTM H = 128 (N = 4H), an odd width whose panels end in a merged tail, and f64.
+        worker_products_match::<f32>(32, 512, 128);
+        worker_products_match::<f32>(33, 300, 130);
+        worker_products_match::<f64>(32, 384, 128);
+    }
+
+    #[test]
+    fn small_weights_get_no_worker_and_small_products_stay_on_one_thread() {
+        let mut pw = PackedWeight::<f32>::default();
+        pw.pack_per_step_with(mat::<f32>(128, 32, 1).view(), 2);
+        assert!(pw.worker.is_none());
+        let w = mat::<f32>(512, 128, 1);
+        pw.pack_per_step_with(w.view(), 2);
+        let a = mat::<f32>(4, 128, 2);
+        let mut c = Array2::zeros((4, 512));
+        assert!(!pw.mul_split(Side::Fwd, a.view(), Mode::Set, &mut c.view_mut()));
+        // Back to one thread: the worker is stopped.
+        pw.pack_per_step_with(w.view(), 1);
+        assert!(pw.worker.is_none());
+    }
 
     #[test]
     fn col_sums_add_every_row_to_every_accumulator_in_any_layout() {

@@ -17,6 +17,7 @@ mod params;
 mod pool;
 mod recurrent;
 mod rnn;
+mod step_worker;
 #[cfg(test)]
 mod tests;
 mod threads;

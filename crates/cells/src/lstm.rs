@@ -206,7 +206,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
         let (gates, tc) = cache.split_at_mut(4 * b * h);
         let mut gv = ArrayViewMut2::from_shape((b, 4 * h), &mut *gates).map_err(|e| shape_err(op, e))?;
         if t == 0 {
-            self.packed.pack(self.p.w_hh.value.view());
+            self.packed.pack_per_step(self.p.w_hh.value.view());
         }
         // gates = xp + h_{t−1}·W_hhᵀ
         self.packed.mul_t_from(self.p.w_hh.value.view(), prev.slice(s![.., ..h]), xp, &mut gv);

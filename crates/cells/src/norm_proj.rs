@@ -218,7 +218,7 @@ impl<F: Float> NormProj<F> {
         let il = inv_len(cfg.kind, b, p);
         check_at_least(op, "cache", self.front_len(cfg.kind, b), front.len())?;
         if t == 0 {
-            self.packed.pack(self.w_hh.value.view());
+            self.packed.pack_per_step(self.w_hh.value.view());
         }
         let (flag, rest) = front.split_at_mut(1);
         flag[0] = if batch_stats { F::one() } else { F::zero() };

@@ -163,6 +163,13 @@ impl<F: Float> PackedB<F> {
         }
     }
 
+    /// A two-way cut of the panels for a [`crate::step_worker::StepWorker`]: `(q, col)`,
+    /// panels `..q` ending at column `col`.
+    pub(crate) fn half_split(&self) -> (usize, usize) {
+        let q = self.n_panels() / 2;
+        (q, self.col_end(q))
+    }
+
     /// K, the rows of the packed `B` (the inner dimension of the product).
     pub(crate) fn k(&self) -> usize {
         self.k
@@ -285,9 +292,39 @@ pub(crate) fn gemm_packed_from<F: Float>(
     gemm_packed_mode(a, b, Mode::From(d), c);
 }
 
+/// The first panels `..q` of `b`: `c` (their `col_end(q)` columns) `= s`, `+= s` or `= d + s`
+/// with `s = a · b[:, ..col_end(q)]`, on this thread — the caller's part of a product cut
+/// with [`PackedB::half_split`]. Returns `false` (and touches nothing) unless `a`, `c` and `d`
+/// have unit column strides and fitting shapes.
+pub(crate) fn gemm_packed_left<F: Float>(
+    a: ArrayView2<'_, F>,
+    b: &PackedB<F>,
+    q: usize,
+    mode: Mode<'_, F>,
+    c: ArrayViewMut2<'_, F>,
+) -> bool {
+    let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
+    let d_ok = match &mode {
+        Mode::From(d) => d.dim() == c.dim() && unit(d.strides()[1], d.ncols()),
+        _ => true,
+    };
+    let ok = q <= b.n_panels()
+        && a.ncols() == b.k
+        && b.k > 0
+        && c.nrows() == a.nrows()
+        && c.ncols() == b.col_end(q)
+        && unit(a.strides()[1], a.ncols())
+        && unit(c.strides()[1], c.ncols())
+        && d_ok;
+    if ok && !c.is_empty() {
+        panel_range(a, b, 0..q, mode, c);
+    }
+    ok
+}
+
 /// How a tile's sums `s` reach `c`.
 #[derive(Clone, Copy)]
-enum Mode<'a, F> {
+pub(crate) enum Mode<'a, F> {
     /// `c = s`.
     Set,
     /// `c += s`.

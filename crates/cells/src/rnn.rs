@@ -207,7 +207,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
             scratch.len(),
         )?;
         if t == 0 {
-            self.packed.pack(self.p.w_hh.value.view());
+            self.packed.pack_per_step(self.p.w_hh.value.view());
         }
         // pre-activation = xp + h_{t−1}·W_hhᵀ
         self.packed.mul_t_from(self.p.w_hh.value.view(), prev, xp, &mut next);

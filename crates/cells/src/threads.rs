@@ -1,10 +1,12 @@
-//! How many threads the all-step matrix products of a pass may use.
+//! How many threads the matrix products of a pass may use.
 //!
 //! The input projection `X · W_ihᵀ`, `∂x = δ · W_ih` and the weight gradients are cut into
 //! column ranges of the packed operand, one per thread (scoped threads, started per product:
-//! these products take milliseconds, a start tens of microseconds). The per-step products stay
-//! on the calling thread. Each output element is computed by the same fused multiply-add chain
-//! whichever thread computes it, so **results are bit-identical for every thread count**.
+//! these products take milliseconds, a start tens of microseconds). With 2 or more threads,
+//! the large per-step products are cut in two, one half on a persistent worker thread per
+//! cell ([`crate::step_worker`]). Each output element is computed by the same fused
+//! multiply-add chain whichever thread computes it, so **results are bit-identical for every
+//! thread count**.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -14,8 +16,8 @@ static THREADS: AtomicUsize = AtomicUsize::new(0);
 /// The environment variable read when [`set_threads`] was not called: a thread count ≥ 1.
 pub const THREADS_ENV: &str = "RNNLAB_THREADS";
 
-/// Sets the number of threads the all-step products of every later pass may use (process-wide;
-/// `0` is taken as 1). Changes speed only, never results.
+/// Sets the number of threads the products of every later pass may use (process-wide; `0` is
+/// taken as 1; the per-step products use at most 2). Changes speed only, never results.
 ///
 /// # Examples
 /// ```
@@ -27,7 +29,7 @@ pub fn set_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
 }
 
-/// The number of threads the all-step products may use: the last [`set_threads`], else the
+/// The number of threads the products may use: the last [`set_threads`], else the
 /// environment variable [`THREADS_ENV`] (`RNNLAB_THREADS`), else 1.
 pub fn threads() -> usize {
     match THREADS.load(Ordering::Relaxed) {
