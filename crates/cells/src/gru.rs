@@ -5,9 +5,7 @@ use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, R
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{
-    PackedWeight, add_bias_rows, add_col_sums, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace,
-};
+use crate::kernels::{PackedWeight, add_col_sums, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
 use crate::params::{GateParams, shape_err};
 
 /// Where the reset gate acts in the candidate state n.
@@ -206,14 +204,13 @@ impl<F: Float> Cell<F> for Gru<F> {
     }
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
-        self.p.project(x, &mut out);
         let h = self.hidden_dim();
         let mut bias = &self.p.b_ih.value + &self.p.b_hh.value;
         if self.variant == GruVariant::ResetAfter {
             // b_hn sits inside r ⊙ (·): the step adds it to the recurrent projection instead.
             bias.slice_mut(s![2 * h..]).assign(&self.p.b_ih.value.slice(s![2 * h..]));
         }
-        add_bias_rows(&mut out, bias.view());
+        self.p.project(x, bias.view(), &mut out);
         Ok(())
     }
 

@@ -69,13 +69,6 @@ pub(crate) fn gemm<F: Float>(
     general_mat_mul(alpha, a, b, beta, c);
 }
 
-/// Adds `bias` to every row of `out`.
-pub(crate) fn add_bias_rows<F: Float>(out: &mut ArrayViewMut2<'_, F>, bias: ArrayView1<'_, F>) {
-    for mut row in out.rows_mut() {
-        row += &bias;
-    }
-}
-
 /// Adds the column sums of `g` to each of `accs` (bias gradients; LSTM and RNN add the same
 /// sums to `b_ih` and `b_hh`) in one pass over `g`, row by row in order: the same bits as
 /// `acc += row` for every row. Shapes are the caller's invariant.

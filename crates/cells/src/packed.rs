@@ -117,9 +117,14 @@ impl<F: Float> PackedB<F> {
     /// Costs one pass over `b` (K·N copies); pack once per sequence and weights update.
     pub(crate) fn pack(&mut self, b: ArrayView2<'_, F>) {
         let (k, n) = b.dim();
+        // Repacking the same shape overwrites every real value and leaves the padding (zeros
+        // since the last resize) as it is: no zero-filling pass over the whole buffer.
+        let same_shape = (k, n) == (self.k, self.n);
         self.k = k;
         self.n = n;
-        self.data.clear();
+        if !same_shape {
+            self.data.clear();
+        }
         let n_panels = self.n_panels();
         let stored = if n_panels == 0 {
             0

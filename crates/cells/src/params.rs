@@ -1,6 +1,6 @@
 //! The four PyTorch-layout parameters shared by the plain cells, and their shape checks.
 
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Ix1, Ix2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Ix1, Ix2};
 use rnnlab_core::{Error, Float, Param, ParamView, ParamViewMut, Result};
 
 use crate::kernels::{GradPack, PackedWeight};
@@ -47,9 +47,14 @@ impl<F: Float> GateParams<F> {
 
     /// `out ← x · w_ihᵀ` for all rows, packing `w_ih` for this pass's input products (the
     /// same packing serves [`GateParams::input_grad`] of the pass's backward).
-    pub(crate) fn project(&mut self, x: ArrayView2<'_, F>, out: &mut ArrayViewMut2<'_, F>) {
+    /// `out = bias + x · W_ihᵀ` (`bias` added to every row) in one pass over `out`.
+    pub(crate) fn project(&mut self, x: ArrayView2<'_, F>, bias: ArrayView1<'_, F>, out: &mut ArrayViewMut2<'_, F>) {
         self.packed_ih.pack(self.w_ih.value.view());
-        self.packed_ih.mul_t(self.w_ih.value.view(), x, false, out);
+        match bias.broadcast(out.dim()) {
+            Some(rows) => self.packed_ih.mul_t_from(self.w_ih.value.view(), x, rows, out),
+            // Unreachable: the cells pass a bias of `out`'s width.
+            None => self.packed_ih.mul_t(self.w_ih.value.view(), x, false, out),
+        }
     }
 
     /// `dx ← dxp · w_ih`.

@@ -6,7 +6,7 @@ use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, R
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedWeight, add_bias_rows, add_col_sums, check_step, slice, slice_mut};
+use crate::kernels::{PackedWeight, add_col_sums, check_step, slice, slice_mut};
 use crate::params::GateParams;
 
 /// Configuration of an [`Rnn`] cell.
@@ -182,9 +182,8 @@ impl<F: Float> Cell<F> for Rnn<F> {
     }
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
-        self.p.project(x, &mut out);
         let bias = &self.p.b_ih.value + &self.p.b_hh.value;
-        add_bias_rows(&mut out, bias.view());
+        self.p.project(x, bias.view(), &mut out);
         Ok(())
     }
 
