@@ -6,7 +6,7 @@ use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, R
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedWeight, add_col_sums, check_step, sigmoid_inplace, slice, slice_mut, tanh_inplace};
+use crate::kernels::{PackedWeight, add_col_sums, check_step, slice, slice_mut};
 use crate::params::{GateParams, shape_err};
 
 /// Configuration of an [`Lstm`] cell.
@@ -211,9 +211,6 @@ impl<F: Float> Cell<F> for Lstm<F> {
         let next = slice_mut(op, next)?;
         for r in 0..b {
             let g = &mut gates[r * 4 * h..(r + 1) * 4 * h];
-            sigmoid_inplace(&mut g[..2 * h]);
-            tanh_inplace(&mut g[2 * h..3 * h]);
-            sigmoid_inplace(&mut g[3 * h..]);
             let c_prev = &prev[r * 2 * h + h..(r + 1) * 2 * h];
             let (h_next, c_next) = next[r * 2 * h..(r + 1) * 2 * h].split_at_mut(h);
             forward_row(g, c_prev, c_next, &mut tc[r * h..(r + 1) * h], h_next);
@@ -337,22 +334,44 @@ impl<F: Float> Cell<F> for Lstm<F> {
     }
 }
 
-/// c = f⊙c_prev + i⊙g, tc = tanh(c), h = o⊙tc for one batch row; `g` holds the activated
-/// gates [i | f | g | o].
+/// One batch row of the step after the product: activates the gates in place
+/// (`g` = [ĩ | f̃ | g̃ | õ] → [i | f | g | o]), then c = f⊙c_prev + i⊙g, tc = tanh(c),
+/// h = o⊙tc — one pass over the row, so that nothing is read back from memory.
 #[inline]
-fn forward_row<F: Float>(g: &[F], c_prev: &[F], c: &mut [F], tc: &mut [F], h: &mut [F]) {
+fn forward_row<F: Float>(g: &mut [F], c_prev: &[F], c: &mut [F], tc: &mut [F], h: &mut [F]) {
     let n = c.len();
-    let (i, rest) = g.split_at(n);
-    let (f, rest) = rest.split_at(n);
-    let (gg, o) = rest.split_at(n);
-    let (o, c_prev, tc, h) = (&o[..n], &c_prev[..n], &mut tc[..n], &mut h[..n]);
+    let (i, rest) = g.split_at_mut(n);
+    let (f, rest) = rest.split_at_mut(n);
+    let (gg, o) = rest.split_at_mut(n);
+    forward_units(i, f, gg, &mut o[..n], &c_prev[..n], c, &mut tc[..n], &mut h[..n]);
+}
+
+/// [`forward_row`]'s loop. Its own function, not inlined: as separate arguments the eight
+/// slices are known not to overlap, so LLVM vectorises the loop without run-time checks.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn forward_units<F: Float>(
+    i: &mut [F],
+    f: &mut [F],
+    gg: &mut [F],
+    o: &mut [F],
+    c_prev: &[F],
+    c: &mut [F],
+    tc: &mut [F],
+    h: &mut [F],
+) {
+    let n = c.len();
+    let (i, f, gg, o, c_prev, tc, h) =
+        (&mut i[..n], &mut f[..n], &mut gg[..n], &mut o[..n], &c_prev[..n], &mut tc[..n], &mut h[..n]);
     for k in 0..n {
-        c[k] = f[k] * c_prev[k] + i[k] * gg[k];
-    }
-    tc.copy_from_slice(c);
-    tanh_inplace(tc);
-    for k in 0..n {
-        h[k] = o[k] * tc[k];
+        let (iv, fv) = (F::sigmoid_fast(i[k]), F::sigmoid_fast(f[k]));
+        let (gv, ov) = (F::tanh_fast(gg[k]), F::sigmoid_fast(o[k]));
+        (i[k], f[k], gg[k], o[k]) = (iv, fv, gv, ov);
+        let cv = fv * c_prev[k] + iv * gv;
+        let t = F::tanh_fast(cv);
+        c[k] = cv;
+        tc[k] = t;
+        h[k] = ov * t;
     }
 }
 
