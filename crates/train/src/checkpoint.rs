@@ -181,8 +181,12 @@ mod tests {
     use crate::{CellConfig, Recorder, Silent};
     use std::path::PathBuf;
 
+    /// A fresh directory, unique per call: tests run in parallel, and two of them may use the
+    /// same `name` (e.g. a plain and a batch-normalised LSTM are both `resume-lstm-f32`).
     fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("rnnlab-train-ckpt-{name}-{}", std::process::id()));
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("rnnlab-train-ckpt-{name}-{}-{call}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
