@@ -130,7 +130,15 @@ pub(crate) const USE_PACKED: bool = cfg!(target_feature = "fma");
 pub(crate) struct PackedWeight<F: Float> {
     fwd: crate::packed::PackedB<F>,
     bwd: crate::packed::PackedB<F>,
-    worker: Option<StepWorker<F>>,
+    /// Boxed: most cells never have one, and the cells stay small (e.g. in an enum of cells).
+    worker: Option<Box<WorkerPart<F>>>,
+}
+
+/// A [`StepWorker`] and the caller's columns `..col` of each operand, by [`Side`].
+#[derive(Debug)]
+struct WorkerPart<F: Float> {
+    worker: StepWorker<F>,
+    left: [crate::packed::PackedB<F>; 2],
 }
 
 impl<F: Float> Clone for PackedWeight<F> {
@@ -148,6 +156,15 @@ impl<F: Float> PartialEq for PackedWeight<F> {
 /// A weight whose per-step products can reach [`MIN_SPLIT_MACS`] with a batch of this size
 /// gets a worker.
 const MIN_WORKER_BATCH: usize = 32;
+
+/// Where a product of `n` columns is cut between the caller and the worker: the middle,
+/// rounded to a 64-byte line of the output rows (two threads writing one line would pass it
+/// back and forth on every row); 0 (no cut) when `n` is narrower than two lines.
+fn half_cut<F>(n: usize) -> usize {
+    let line = (64 / size_of::<F>()).max(1);
+    let col = (n / 2 + line / 2) / line * line;
+    if col == 0 || col >= n { 0 } else { col }
+}
 
 impl<F: Float> PackedWeight<F> {
     /// Packs `w` `[N, K]` for all-step products (a no-op when the packed kernel is not used).
@@ -172,30 +189,35 @@ impl<F: Float> PackedWeight<F> {
             self.worker = None;
             return;
         }
-        self.worker = self.worker.take().or_else(StepWorker::start);
-        if let Some(worker) = self.worker.as_mut() {
-            let (q, col) = self.fwd.half_split();
-            worker.pack(Side::Fwd, w.t(), q, col);
-            let (q, col) = self.bwd.half_split();
-            worker.pack(Side::Bwd, w, q, col);
+        self.worker = self.worker.take().or_else(|| {
+            let worker = StepWorker::start()?;
+            Some(Box::new(WorkerPart { worker, left: Default::default() }))
+        });
+        if let Some(shared) = self.worker.as_deref_mut() {
+            for (side, b) in [(Side::Fwd, w.t()), (Side::Bwd, w)] {
+                let col = half_cut::<F>(b.ncols());
+                let left = &mut shared.left[side as usize];
+                left.pack(b.slice(ndarray::s![.., ..col]));
+                shared.worker.pack(side, b, left.n_panels(), col);
+            }
         }
     }
 
     /// The cut for a product on the worker, if there is one and the product is worth it.
-    fn split(&self, side: Side, a: &ArrayView2<'_, F>, c: &ArrayViewMut2<'_, F>) -> Option<(&StepWorker<F>, Split)> {
-        let worker = self.worker.as_ref()?;
+    fn split(&self, side: Side, a: &ArrayView2<'_, F>, c: &ArrayViewMut2<'_, F>) -> Option<(&WorkerPart<F>, Split)> {
+        let shared = self.worker.as_deref()?;
         let (m, k, n) = (a.nrows(), a.ncols(), c.ncols());
         if m * k * n < MIN_SPLIT_MACS || !unit_columns(a) || c.strides()[1] != 1 {
             return None;
         }
-        Some((worker, worker.split(side, k, n)?))
+        Some((shared, shared.worker.split(side, k, n)?))
     }
 
     /// `c ∘= a · b` for the packed `b` of `side` on two threads: `Mode::From(d)` is
     /// `c = d + a·b`, `Add` `c += a·b`, `Set` `c = a·b`. `false` if it did not run.
     fn mul_split(&self, side: Side, a: ArrayView2<'_, F>, mode: Mode<'_, F>, c: &mut ArrayViewMut2<'_, F>) -> bool {
-        let Some((worker, sp)) = self.split(side, &a, c) else { return false };
-        let b = if side == Side::Fwd { &self.fwd } else { &self.bwd };
+        let Some((shared, sp)) = self.split(side, &a, c) else { return false };
+        let b = &shared.left[side as usize];
         let (left_mode, d_right) = match mode {
             Mode::From(d) => {
                 if d.dim() != c.dim() || !unit_columns(&d) {
@@ -208,7 +230,7 @@ impl<F: Float> PackedWeight<F> {
         };
         let add = matches!(mode, Mode::Add);
         let mut left_ok = true;
-        let ran = worker.run(
+        let ran = shared.worker.run(
             side,
             a,
             c.view_mut(),
@@ -375,6 +397,15 @@ mod tests {
         worker_products_match::<f32>(32, 512, 128);
         worker_products_match::<f32>(33, 300, 130);
         worker_products_match::<f64>(32, 384, 128);
+    }
+
+    #[test]
+    fn the_worker_cut_is_the_middle_rounded_to_a_cache_line() {
+        // f32: 16 values a line; f64: 8.
+        let f32_cuts: Vec<usize> = [16, 40, 128, 130, 300, 384, 512].iter().map(|&n| half_cut::<f32>(n)).collect();
+        assert_eq!(f32_cuts, [0, 16, 64, 64, 144, 192, 256]);
+        assert_eq!(half_cut::<f64>(384), 192);
+        assert_eq!(half_cut::<f64>(12), 8);
     }
 
     #[test]

@@ -40,8 +40,8 @@
 //! block of [`KC`] rows of `K`, adding each block's sum to `C` in ascending order. `fma` is a
 //! fused multiply-add when the build enables the `fma` target feature (e.g.
 //! `-C target-cpu=x86-64-v3`) and `a·b + s` otherwise, so results are bit-identical from run
-//! to run and between workers that each own a column range of `B`, but may differ in the last
-//! bits between builds with and without `fma`.
+//! to run and between threads that each own a range of rows of `C` or a column range of `B`,
+//! but may differ in the last bits between builds with and without `fma`.
 //!
 //! # Speed
 //! The kernel is plain safe Rust, so its vector width is the build's: with AVX2 + FMA compiled
@@ -168,13 +168,6 @@ impl<F: Float> PackedB<F> {
         }
     }
 
-    /// A two-way cut of the panels for a [`crate::step_worker::StepWorker`]: `(q, col)`,
-    /// panels `..q` ending at column `col`.
-    pub(crate) fn half_split(&self) -> (usize, usize) {
-        let q = self.n_panels() / 2;
-        (q, self.col_end(q))
-    }
-
     /// K, the rows of the packed `B` (the inner dimension of the product).
     pub(crate) fn k(&self) -> usize {
         self.k
@@ -195,7 +188,7 @@ impl<F: Float> PackedB<F> {
     }
 
     /// The number of column panels.
-    fn n_panels(&self) -> usize {
+    pub(crate) fn n_panels(&self) -> usize {
         let nr = nr_of::<F>();
         let main = self.main_panels();
         let rest = self.n - main * nr;
@@ -298,9 +291,10 @@ pub(crate) fn gemm_packed_from<F: Float>(
 }
 
 /// The first panels `..q` of `b`: `c` (their `col_end(q)` columns) `= s`, `+= s` or `= d + s`
-/// with `s = a · b[:, ..col_end(q)]`, on this thread — the caller's part of a product cut
-/// with [`PackedB::half_split`]. Returns `false` (and touches nothing) unless `a`, `c` and `d`
-/// have unit column strides and fitting shapes.
+/// with `s = a · b[:, ..col_end(q)]`, on this thread, without cutting it between threads (the
+/// caller's part of a product shared with a [`crate::step_worker::StepWorker`]). Returns
+/// `false` (and touches nothing) unless `a`, `c` and `d` have unit column strides and fitting
+/// shapes.
 pub(crate) fn gemm_packed_left<F: Float>(
     a: ArrayView2<'_, F>,
     b: &PackedB<F>,
@@ -349,30 +343,33 @@ fn gemm_packed_mode<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'
         scalar_panels(a, b, mode, c);
         return;
     }
-    let parts = thread_parts(b, a.nrows() * b.k * b.n);
+    let m = a.nrows();
+    let parts = thread_parts(m, a.nrows() * b.k * b.n);
     if parts <= 1 {
         panel_range(a, b, 0..b.n_panels(), mode, c);
         return;
     }
-    // Column ranges of whole panels, one per thread; `d` (if any) cut like `c`.
+    // Row ranges (whole row blocks), one per thread: each thread writes its own rows, so no
+    // cache line of `c` is shared; `d` (if any) cut like `c`.
     std::thread::scope(|scope| {
-        let (mut c_rest, mut d_rest) = (c, if let Mode::From(d) = mode { Some(d) } else { None });
-        for (i, qs) in split_panels(b, parts).enumerate() {
-            let width = b.col_end(qs.end) - b.col_end(qs.start);
-            let (c_part, c_next) = c_rest.split_at(Axis(1), width);
-            c_rest = c_next;
+        let (mut a_rest, mut c_rest) = (a, c);
+        let mut d_rest = if let Mode::From(d) = mode { Some(d) } else { None };
+        for (i, rows) in split_rows(m, parts).enumerate() {
+            let (a_part, a_next) = a_rest.split_at(Axis(0), rows.len());
+            let (c_part, c_next) = c_rest.split_at(Axis(0), rows.len());
+            (a_rest, c_rest) = (a_next, c_next);
             let part_mode = match (mode, d_rest) {
                 (Mode::From(_), Some(d)) => {
-                    let (d_part, d_next) = d.split_at(Axis(1), width);
+                    let (d_part, d_next) = d.split_at(Axis(0), rows.len());
                     d_rest = Some(d_next);
                     Mode::From(d_part)
                 }
                 (m, _) => m,
             };
             if i + 1 == parts {
-                panel_range(a, b, qs, part_mode, c_part);
+                panel_range(a_part, b, 0..b.n_panels(), part_mode, c_part);
             } else {
-                scope.spawn(move || panel_range(a, b, qs, part_mode, c_part));
+                scope.spawn(move || panel_range(a_part, b, 0..b.n_panels(), part_mode, c_part));
             }
         }
     });
@@ -383,18 +380,21 @@ fn gemm_packed_mode<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'
 /// (measured: at 4 M, the LSTM H = 32, T = 50 step got slower on two threads).
 const MIN_PARALLEL_MACS: usize = 16 << 20;
 
-/// How many column ranges to cut a product of `macs` multiply-adds into.
-fn thread_parts<F: Float>(b: &PackedB<F>, macs: usize) -> usize {
+/// How many row ranges to cut a product of `macs` multiply-adds over `rows` rows of the
+/// output into.
+fn thread_parts(rows: usize, macs: usize) -> usize {
     if macs < MIN_PARALLEL_MACS {
         return 1;
     }
-    crate::threads::threads().min(b.n_panels()).max(1)
+    crate::threads::threads().min(rows.div_ceil(MR)).max(1)
 }
 
-/// `parts` consecutive, nearly equal ranges of `b`'s panels.
-fn split_panels<F: Float>(b: &PackedB<F>, parts: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let n = b.n_panels();
-    (0..parts).map(move |i| (i * n / parts)..((i + 1) * n / parts))
+/// `parts` consecutive, nearly equal ranges of `0..rows`, cut at multiples of [`MR`] (whole
+/// row blocks, so every thread runs the same kernels on its rows as one thread would).
+fn split_rows(rows: usize, parts: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let blocks = rows.div_ceil(MR);
+    let cut = move |i: usize| (i * blocks / parts * MR).min(rows);
+    (0..parts).map(move |i| cut(i)..cut(i + 1))
 }
 
 /// `c` (columns of panels `qs`) `(+)= a · b[:, those columns]`.
@@ -460,53 +460,63 @@ pub(crate) fn gemm_packed_tn<F: Float>(
         return false;
     }
     let macs = k * m * targets.iter().map(|(b, _)| b.n).sum::<usize>();
-    let most = targets.iter().map(|(b, _)| b.n_panels()).max().unwrap_or(0);
-    let parts = if macs < MIN_PARALLEL_MACS { 1 } else { crate::threads::threads().min(most).max(1) };
+    let n_strips = m.div_ceil(MR);
+    let parts = if macs < MIN_PARALLEL_MACS { 1 } else { crate::threads::threads().min(n_strips).max(1) };
     if strips.len() < parts {
         strips.resize_with(parts, Vec::new);
     }
-    // Part i: panel range i of every target, with its columns of `c`; each part packs `a_t`
-    // into its own strips.
-    let mut jobs: Vec<Vec<TnJob<'_, '_, F>>> = (0..parts).map(|_| Vec::with_capacity(targets.len())).collect();
+    // Part i: strips (rows of every `c`) cut(i)..cut(i + 1), against every panel of every
+    // target; each part packs only its own strips of `a_t`, and writes only its rows of `c`.
+    let cut = |i: usize| i * n_strips / parts;
+    let mut jobs: Vec<(std::ops::Range<usize>, Vec<TnJob<'_, '_, F>>)> =
+        (0..parts).map(|i| (cut(i)..cut(i + 1), Vec::with_capacity(targets.len()))).collect();
     for (b, c) in targets.iter_mut() {
         let mut rest = c.view_mut();
-        for (job, qs) in jobs.iter_mut().zip(split_panels(b, parts)) {
-            let (part, next) = rest.split_at(Axis(1), b.col_end(qs.end) - b.col_end(qs.start));
+        for (ss, job) in jobs.iter_mut() {
+            let rows = (ss.end * MR).min(m) - ss.start * MR;
+            let (part, next) = rest.split_at(Axis(0), rows);
             rest = next;
-            job.push(TnJob { b, panels: qs, c: part });
+            job.push(TnJob { b, c: part });
         }
     }
     if parts == 1 {
-        if let (Some(job), Some(strip)) = (jobs.first_mut(), strips.first_mut()) {
-            tn_part(a_t, job, strip);
+        if let (Some((ss, job)), Some(strip)) = (jobs.first_mut(), strips.first_mut()) {
+            tn_part(a_t, ss.clone(), job, strip);
         }
     } else {
         std::thread::scope(|scope| {
             let mut work = jobs.iter_mut().zip(strips.iter_mut());
             let last = work.next();
-            for (job, strip) in work {
-                scope.spawn(move || tn_part(a_t, job, strip));
+            for ((ss, job), strip) in work {
+                let ss = ss.clone();
+                scope.spawn(move || tn_part(a_t, ss, job, strip));
             }
-            if let Some((job, strip)) = last {
-                tn_part(a_t, job, strip);
+            if let Some(((ss, job), strip)) = last {
+                tn_part(a_t, ss.clone(), job, strip);
             }
         });
     }
     true
 }
 
-/// One target's share of a [`gemm_packed_tn`] part: panels `panels` of `b` and their columns
-/// of `c`.
+/// One target's share of a [`gemm_packed_tn`] part: `b`, and the part's rows of `c`.
 struct TnJob<'b, 'c, F> {
     b: &'b PackedB<F>,
-    panels: std::ops::Range<usize>,
     c: ArrayViewMut2<'c, F>,
 }
 
-/// `c += a_tᵀ · b` over the panel ranges of `jobs`, packing `a_t` block by block into `strips`.
-fn tn_part<F: Float>(a_t: ArrayView2<'_, F>, jobs: &mut [TnJob<'_, '_, F>], strips: &mut Vec<F>) {
+/// `c += a_tᵀ · b` for strips `ss` of `a_t` (rows `ss.start·MR..` of the full `c`, row 0 of
+/// each job's `c`) against every panel of each job's `b`, packing `a_t` block by block into
+/// `strips`.
+fn tn_part<F: Float>(
+    a_t: ArrayView2<'_, F>,
+    ss: std::ops::Range<usize>,
+    jobs: &mut [TnJob<'_, '_, F>],
+    strips: &mut Vec<F>,
+) {
     let (k, m) = a_t.dim();
-    let n_strips = m.div_ceil(MR);
+    let n_strips = ss.len();
+    let row0 = ss.start * MR;
     let mut k0 = 0;
     while k0 < k {
         let kc = KC.min(k - k0);
@@ -523,21 +533,20 @@ fn tn_part<F: Float>(a_t: ArrayView2<'_, F>, jobs: &mut [TnJob<'_, '_, F>], stri
         if strips.len() < group * stride {
             strips.resize(group * stride, F::zero());
         }
-        for g0 in (0..n_strips).step_by(group.max(1)) {
-            let g1 = (g0 + group).min(n_strips);
+        for g0 in ss.clone().step_by(group.max(1)) {
+            let g1 = (g0 + group).min(ss.end);
             match flat {
                 Some(flat) => pack_strips(flat, m, kc, g0..g1, stride, strips),
-                None => pack_strips_by_rows(block, stride, strips),
+                None => pack_strips_by_rows(block, g0..g1, stride, strips),
             }
-            for TnJob { b, panels, c } in jobs.iter_mut() {
-                let c_col0 = b.col_end(panels.start);
-                for (q0, q1) in panel_chunks::<F>(kc, panels.clone()) {
+            for TnJob { b, c } in jobs.iter_mut() {
+                for (q0, q1) in panel_chunks::<F>(kc, 0..b.n_panels()) {
                     for s in g0..g1 {
                         let (i0, r) = (s * MR, MR.min(m - s * MR));
                         let strip = &strips[(s - g0) * stride..(s - g0) * stride + kc * r];
-                        let c_blk = c.slice_mut(ndarray::s![i0..i0 + r, ..]);
+                        let c_blk = c.slice_mut(ndarray::s![i0 - row0..i0 - row0 + r, ..]);
                         let rows = ARows::Transposed { a: strip, lda: r, i0: 0 };
-                        let cols = Cols { panels: q0..q1, c_col0 };
+                        let cols = Cols { panels: q0..q1, c_col0: 0 };
                         match r {
                             4 => row_block::<F, 4>(rows, b, k0, kc, cols, Mode::Add, c_blk),
                             3 => row_block::<F, 3>(rows, b, k0, kc, cols, Mode::Add, c_blk),
@@ -572,14 +581,19 @@ fn pack_strips<F: Float>(flat: &[F], m: usize, kc: usize, ss: std::ops::Range<us
     }
 }
 
-/// Copies every strip of `block` `[kc, M]` (unit column stride, rows possibly strided) into
-/// `strips`, row by row.
-fn pack_strips_by_rows<F: Float>(block: ArrayView2<'_, F>, stride: usize, strips: &mut [F]) {
+/// Copies strips `ss` of `block` `[kc, M]` (unit column stride, rows possibly strided) into
+/// `strips` (strip `s` at `(s − ss.start) · stride`), row by row.
+fn pack_strips_by_rows<F: Float>(
+    block: ArrayView2<'_, F>,
+    ss: std::ops::Range<usize>,
+    stride: usize,
+    strips: &mut [F],
+) {
     for (p, row) in block.rows().into_iter().enumerate() {
         // Unreachable `else`: the caller checked the unit column stride.
         let Some(row) = row.to_slice() else { return };
-        for (s, src) in row.chunks(MR).enumerate() {
-            let at = s * stride + p * src.len();
+        for (s, src) in row.chunks(MR).enumerate().skip(ss.start).take(ss.len()) {
+            let at = (s - ss.start) * stride + p * src.len();
             strips[at..at + src.len()].copy_from_slice(src);
         }
     }
@@ -1016,6 +1030,24 @@ mod tests {
             let zero = Array2::<F>::zeros((m, 5));
             let want2 = naive(a_t.t(), b2.view(), zero.view(), true);
             assert_close(c2.view(), &want2, &abs_scale(a_t.t(), b2.view(), zero.view()), rtol);
+        }
+    }
+
+    #[test]
+    fn thread_cuts_are_whole_row_blocks_covering_every_row() {
+        for rows in [1, 3, 4, 5, 31, 32, 33, 1600, 6401] {
+            for parts in 1..=8 {
+                let ranges: Vec<_> = split_rows(rows, parts).collect();
+                assert_eq!(ranges.len(), parts);
+                assert_eq!((ranges[0].start, ranges[parts - 1].end), (0, rows), "rows {rows} parts {parts}");
+                assert!(ranges.windows(2).all(|w| w[0].end == w[1].start && w[0].start <= w[0].end));
+                assert!(ranges.iter().all(|r| r.start % MR == 0), "rows {rows} parts {parts}");
+                // Nearly equal: at most one row block apart (when there are enough blocks).
+                let (lo, hi) = (ranges.iter().map(|r| r.len()).min(), ranges.iter().map(|r| r.len()).max());
+                if rows % MR == 0 {
+                    assert!(hi.unwrap_or(0) - lo.unwrap_or(0) <= MR, "rows {rows} parts {parts}");
+                }
+            }
         }
     }
 

@@ -1,10 +1,11 @@
 //! How many threads the matrix products of a pass may use.
 //!
 //! The input projection `X · W_ihᵀ`, `∂x = δ · W_ih` and the weight gradients are cut into
-//! column ranges of the packed operand, one per thread (scoped threads, started per product:
-//! these products take milliseconds, a start tens of microseconds). With 2 or more threads,
-//! the large per-step products are cut in two, one half on a persistent worker thread per
-//! cell ([`crate::step_worker`]). Each output element is computed by the same fused
+//! ranges of output rows (whole blocks of 4), one per thread (scoped threads, started per
+//! product: these products take milliseconds, a start tens of microseconds); for the weight
+//! gradients each thread also packs only its own strips of δ. With 2 or more threads, the
+//! large per-step products are cut in two column ranges at a 64-byte line, one on a
+//! persistent worker thread per cell ([`crate::step_worker`]). Each output element is computed by the same fused
 //! multiply-add chain whichever thread computes it, so **results are bit-identical for every
 //! thread count**.
 
