@@ -260,18 +260,24 @@ impl<F: Float> Cell<F> for Gru<F> {
                 for r in 0..b {
                     let c = &mut cache[r * 4 * h..(r + 1) * 4 * h];
                     let (x, u) = (&xps[r * 3 * h..(r + 1) * 3 * h], &u[r * 3 * h..(r + 1) * 3 * h]);
-                    for k in 0..2 * h {
-                        c[k] = x[k] + u[k];
-                    }
-                    sigmoid_inplace(&mut c[..2 * h]);
-                    let (rz, nh) = c.split_at_mut(2 * h);
-                    let (n, hn) = nh.split_at_mut(h);
-                    for k in 0..h {
-                        hn[k] = u[2 * h + k] + b_hn[k];
-                        n[k] = x[2 * h + k] + rz[k] * hn[k];
-                    }
-                    tanh_inplace(n);
-                    blend_row(&rz[h..], n, &hp[r * h..(r + 1) * h], &mut hn_out[r * h..(r + 1) * h]);
+                    let (x_r, x_zn) = x.split_at(h);
+                    let (x_z, x_n) = x_zn.split_at(h);
+                    let (u_r, u_zn) = u.split_at(h);
+                    let (u_z, u_n) = u_zn.split_at(h);
+                    let (c_r, c_rest) = c.split_at_mut(h);
+                    let (c_z, c_rest) = c_rest.split_at_mut(h);
+                    let (c_n, c_hn) = c_rest.split_at_mut(h);
+                    forward_units_after(
+                        (x_r, x_z, x_n),
+                        (u_r, u_z, u_n),
+                        b_hn,
+                        &hp[r * h..(r + 1) * h],
+                        c_r,
+                        c_z,
+                        c_n,
+                        c_hn,
+                        &mut hn_out[r * h..(r + 1) * h],
+                    );
                 }
             }
             GruVariant::ResetBefore => {
@@ -349,21 +355,22 @@ impl<F: Float> Cell<F> for Gru<F> {
                         let (r, z, n, hn) = (&c[..h], &c[h..2 * h], &c[2 * h..3 * h], &c[3 * h..]);
                         let hprev = &hp[row * h..(row + 1) * h];
                         let dhr = &dh[row * h..(row + 1) * h];
-                        let dxr = &mut dx[row * 3 * h..(row + 1) * 3 * h];
-                        let drr = &mut dr[row * 3 * h..(row + 1) * 3 * h];
-                        let dpr = &mut dp[row * h..(row + 1) * h];
-                        for k in 0..h {
-                            let da_n = dhr[k] * (one - z[k]) * (one - n[k] * n[k]);
-                            let da_z = dhr[k] * (hprev[k] - n[k]) * z[k] * (one - z[k]);
-                            let da_r = da_n * hn[k] * r[k] * (one - r[k]);
-                            dxr[k] = da_r;
-                            dxr[h + k] = da_z;
-                            dxr[2 * h + k] = da_n;
-                            drr[k] = da_r;
-                            drr[h + k] = da_z;
-                            drr[2 * h + k] = r[k] * da_n;
-                            dpr[k] = dhr[k] * z[k];
-                        }
+                        let (dx_r, dx_zn) = dx[row * 3 * h..(row + 1) * 3 * h].split_at_mut(h);
+                        let (dx_z, dx_n) = dx_zn.split_at_mut(h);
+                        let (dr_r, dr_zn) = dr[row * 3 * h..(row + 1) * 3 * h].split_at_mut(h);
+                        let (dr_z, dr_n) = dr_zn.split_at_mut(h);
+                        backward_units_after(
+                            (r, z, n, hn),
+                            hprev,
+                            dhr,
+                            dx_r,
+                            dx_z,
+                            dx_n,
+                            dr_r,
+                            dr_z,
+                            dr_n,
+                            &mut dp[row * h..(row + 1) * h],
+                        );
                     }
                 }
                 self.packed.mul(self.p.w_hh.value.view(), drec.view(), true, &mut dprev);
@@ -542,6 +549,68 @@ impl<F: Float> Cell<F> for Gru<F> {
 }
 
 /// h = (1 − z) ⊙ n + z ⊙ h_prev for one batch row.
+/// The reset-after step's gate math for one batch row, one pass over the units: from the
+/// input and recurrent projections `x_*`, `u_*` (without `b_hn`), `b_hn` and h_{t−1}, writes
+/// r, z, n, W_hn h + b_hn and h_t. Its own function, not inlined: as separate arguments the
+/// slices are known not to overlap, so LLVM vectorises the loop without run-time checks.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn forward_units_after<F: Float>(
+    (x_r, x_z, x_n): (&[F], &[F], &[F]),
+    (u_r, u_z, u_n): (&[F], &[F], &[F]),
+    b_hn: &[F],
+    hprev: &[F],
+    c_r: &mut [F],
+    c_z: &mut [F],
+    c_n: &mut [F],
+    c_hn: &mut [F],
+    h: &mut [F],
+) {
+    let len = h.len();
+    let (x_r, x_z, x_n, u_r, u_z, u_n, b_hn, hprev) =
+        (&x_r[..len], &x_z[..len], &x_n[..len], &u_r[..len], &u_z[..len], &u_n[..len], &b_hn[..len], &hprev[..len]);
+    let (c_r, c_z, c_n, c_hn) = (&mut c_r[..len], &mut c_z[..len], &mut c_n[..len], &mut c_hn[..len]);
+    for k in 0..len {
+        let r = F::sigmoid_fast(x_r[k] + u_r[k]);
+        let z = F::sigmoid_fast(x_z[k] + u_z[k]);
+        let hn = u_n[k] + b_hn[k];
+        let n = F::tanh_fast(x_n[k] + r * hn);
+        (c_r[k], c_z[k], c_n[k], c_hn[k]) = (r, z, n, hn);
+        h[k] = n + z * (hprev[k] - n);
+    }
+}
+
+/// The reset-after step's backward for one batch row (formulas on [`Gru`]), one pass over the
+/// units, in its own function for the same reason as [`forward_units_after`].
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn backward_units_after<F: Float>(
+    (r, z, n, hn): (&[F], &[F], &[F], &[F]),
+    hprev: &[F],
+    dh: &[F],
+    dx_r: &mut [F],
+    dx_z: &mut [F],
+    dx_n: &mut [F],
+    dr_r: &mut [F],
+    dr_z: &mut [F],
+    dr_n: &mut [F],
+    dp: &mut [F],
+) {
+    let len = dp.len();
+    let (r, z, n, hn, hprev, dh) = (&r[..len], &z[..len], &n[..len], &hn[..len], &hprev[..len], &dh[..len]);
+    let (dx_r, dx_z, dx_n) = (&mut dx_r[..len], &mut dx_z[..len], &mut dx_n[..len]);
+    let (dr_r, dr_z, dr_n) = (&mut dr_r[..len], &mut dr_z[..len], &mut dr_n[..len]);
+    let one = F::one();
+    for k in 0..len {
+        let da_n = dh[k] * (one - z[k]) * (one - n[k] * n[k]);
+        let da_z = dh[k] * (hprev[k] - n[k]) * z[k] * (one - z[k]);
+        let da_r = da_n * hn[k] * r[k] * (one - r[k]);
+        (dx_r[k], dx_z[k], dx_n[k]) = (da_r, da_z, da_n);
+        (dr_r[k], dr_z[k], dr_n[k]) = (da_r, da_z, r[k] * da_n);
+        dp[k] = dh[k] * z[k];
+    }
+}
+
 #[inline]
 fn blend_row<F: Float>(z: &[F], n: &[F], h_prev: &[F], h: &mut [F]) {
     let k = h.len();

@@ -243,7 +243,10 @@ impl<F: Float> Cell<F> for Rnn<F> {
             step.cache.len(),
             scratch.len(),
         )?;
-        dxp.assign(&dnext);
+        match (dxp.as_slice_mut(), dnext.as_slice()) {
+            (Some(d), Some(g)) if d.len() == g.len() => d.copy_from_slice(g),
+            _ => dxp.assign(&dnext),
+        }
         self.times_derivative(slice(op, step.next)?, step.cache, slice_mut(op, dxp.view_mut())?)?;
         self.packed.mul(self.p.w_hh.value.view(), dxp.view(), false, &mut dprev);
         Ok(())
