@@ -400,6 +400,31 @@ mod tests {
     }
 
     #[test]
+    fn callers_sharing_a_worker_from_several_threads_get_the_same_bits() {
+        // Jacobian–vector products may be taken through `&self` from several threads at once:
+        // one caller gets the worker, the others compute alone; every result is the same.
+        let (m, n, k) = (32, 512, 128);
+        let w = mat::<f32>(n, k, 1);
+        let mut pw = PackedWeight::default();
+        pw.pack_per_step_with(w.view(), 2);
+        let a = mat::<f32>(m, k, 2);
+        let (mut one, mut want) = (PackedWeight::default(), Array2::zeros((m, n)));
+        one.pack_per_step_with(w.view(), 1);
+        one.mul_t(w.view(), a.view(), false, &mut want.view_mut());
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| {
+                    for _ in 0..50 {
+                        let mut c = Array2::zeros((m, n));
+                        pw.mul_t(w.view(), a.view(), false, &mut c.view_mut());
+                        assert_eq!(c, want);
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
     fn the_worker_cut_is_the_middle_rounded_to_a_cache_line() {
         // f32: 16 values a line; f64: 8.
         let f32_cuts: Vec<usize> = [16, 40, 128, 130, 300, 384, 512].iter().map(|&n| half_cut::<f32>(n)).collect();
