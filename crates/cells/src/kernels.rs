@@ -198,7 +198,7 @@ impl<F: Float> PackedWeight<F> {
                 let col = half_cut::<F>(b.ncols());
                 let left = &mut shared.left[side as usize];
                 left.pack(b.slice(ndarray::s![.., ..col]));
-                shared.worker.pack(side, b, left.n_panels(), col);
+                shared.worker.pack(side, b, col);
             }
         }
     }
@@ -229,22 +229,18 @@ impl<F: Float> PackedWeight<F> {
             m => (m, None),
         };
         let add = matches!(mode, Mode::Add);
-        let mut left_ok = true;
-        let ran = shared.worker.run(
+        shared.worker.run(
             side,
             a,
             c.view_mut(),
-            |c_left| left_ok = crate::packed::gemm_packed_left(a, b, sp.q, left_mode, c_left),
+            |c_left| crate::packed::gemm_packed_here(a, b, left_mode, c_left),
             |mut c_right, s| match d_right {
                 // The same additions as the kernel's stores: `d + s`, `c + s`.
                 Some(d) => Zip::from(&mut c_right).and(&d).and(&s).for_each(|c, &d, &s| *c = d + s),
                 None if add => Zip::from(&mut c_right).and(&s).for_each(|c, &s| *c += s),
                 None => c_right.assign(&s),
             },
-        );
-        // `left_ok` is false only for layouts `split` already refused.
-        debug_assert!(!ran || left_ok, "PackedWeight: the caller's part did not run");
-        ran && left_ok
+        )
     }
 
     /// `c ← a·wᵀ` (`accumulate`: `c += a·wᵀ`); `a` `[M, K]`, `c` `[M, N]`.

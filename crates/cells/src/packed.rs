@@ -188,7 +188,7 @@ impl<F: Float> PackedB<F> {
     }
 
     /// The number of column panels.
-    pub(crate) fn n_panels(&self) -> usize {
+    fn n_panels(&self) -> usize {
         let nr = nr_of::<F>();
         let main = self.main_panels();
         let rest = self.n - main * nr;
@@ -290,35 +290,35 @@ pub(crate) fn gemm_packed_from<F: Float>(
     gemm_packed_mode(a, b, Mode::From(d), c);
 }
 
-/// The first panels `..q` of `b`: `c` (their `col_end(q)` columns) `= s`, `+= s` or `= d + s`
-/// with `s = a · b[:, ..col_end(q)]`, on this thread, without cutting it between threads (the
-/// caller's part of a product shared with a [`crate::step_worker::StepWorker`]). Returns
-/// `false` (and touches nothing) unless `a`, `c` and `d` have unit column strides and fitting
-/// shapes.
-pub(crate) fn gemm_packed_left<F: Float>(
+/// `c = s`, `c += s` or `c = d + s` with `s = a · b`, all on this thread (the caller's part of
+/// a product shared with a [`crate::step_worker::StepWorker`], which must not start more
+/// threads). Any layout; shapes as [`gemm_packed`] (a mismatch fails a `debug_assert` and
+/// touches nothing in release builds).
+pub(crate) fn gemm_packed_here<F: Float>(
     a: ArrayView2<'_, F>,
     b: &PackedB<F>,
-    q: usize,
     mode: Mode<'_, F>,
     c: ArrayViewMut2<'_, F>,
-) -> bool {
+) {
     let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
     let d_ok = match &mode {
-        Mode::From(d) => d.dim() == c.dim() && unit(d.strides()[1], d.ncols()),
+        Mode::From(d) => d.dim() == c.dim(),
         _ => true,
     };
-    let ok = q <= b.n_panels()
-        && a.ncols() == b.k
-        && b.k > 0
-        && c.nrows() == a.nrows()
-        && c.ncols() == b.col_end(q)
-        && unit(a.strides()[1], a.ncols())
-        && unit(c.strides()[1], c.ncols())
-        && d_ok;
-    if ok && !c.is_empty() {
-        panel_range(a, b, 0..q, mode, c);
+    let ok = a.ncols() == b.k && c.nrows() == a.nrows() && c.ncols() == b.n && d_ok;
+    debug_assert!(ok, "gemm_packed_here: a {:?} · b [{}, {}] → c {:?}", a.dim(), b.k, b.n, c.dim());
+    if !ok || c.is_empty() {
+        return;
     }
-    ok
+    let d_unit = match &mode {
+        Mode::From(d) => unit(d.strides()[1], d.ncols()),
+        _ => true,
+    };
+    if b.k == 0 || !unit(a.strides()[1], a.ncols()) || !unit(c.strides()[1], c.ncols()) || !d_unit {
+        scalar_panels(a, b, mode, c);
+    } else {
+        panel_range(a, b, 0..b.n_panels(), mode, c);
+    }
 }
 
 /// How a tile's sums `s` reach `c`.

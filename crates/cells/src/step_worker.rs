@@ -65,17 +65,14 @@ pub(crate) struct StepWorker<F: Float> {
     handle: Option<JoinHandle<()>>,
     /// Held by the caller for a whole product: a second caller computes on its own thread.
     caller: Mutex<()>,
-    /// By [`Side`]: the caller's panels `..q` of the full packing, the worker's first column,
-    /// and the full operand's `[K, N]`.
+    /// By [`Side`]: the worker's first column and the full operand's `[K, N]`.
     split: [Split; 2],
 }
 
 /// Where a product is cut between the caller and the worker.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Split {
-    /// The caller computes panels `..q` of the full packing…
-    pub(crate) q: usize,
-    /// …which end at column `col`; the worker computes columns `col..n`.
+    /// The caller computes columns `..col`, the worker columns `col..n`.
     pub(crate) col: usize,
     k: usize,
     n: usize,
@@ -102,13 +99,13 @@ impl<F: Float> StepWorker<F> {
         Some(Self { shared, handle: Some(handle), caller: Mutex::new(()), split: [Split::default(); 2] })
     }
 
-    /// Packs the worker's columns `col..N` of `b` `[K, N]` for `side`; the caller computes
-    /// panels `..q` of its own packing of `b`, which end at column `col`.
-    pub(crate) fn pack(&mut self, side: Side, b: ArrayView2<'_, F>, q: usize, col: usize) {
+    /// Packs the worker's columns `col..N` of `b` `[K, N]` for `side` (the caller keeps its own
+    /// packing of columns `..col`).
+    pub(crate) fn pack(&mut self, side: Side, b: ArrayView2<'_, F>, col: usize) {
         let mut job = self.shared.job.lock().unwrap_or_else(PoisonError::into_inner);
         job.right[side as usize].pack(b.slice(s![.., col..]));
         let (k, n) = b.dim();
-        self.split[side as usize] = Split { q, col, k, n };
+        self.split[side as usize] = Split { col, k, n };
     }
 
     /// The cut of a product `[·, k] × [k, n]` for `side`, if the worker's packing fits it
