@@ -150,28 +150,30 @@ impl<F: Float> StepWorker<F> {
         let (c_left, c_right) = c.split_at(Axis(1), col);
         left(c_left);
         let mut spins = 0u32;
+        let mut alive = true;
         while self.shared.done.load(Ordering::Acquire) != ticket {
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
             if spins % 4096 == 0 {
                 if handle.is_finished() {
-                    // Unreachable unless the worker panicked: compute its part here.
-                    let job = self.shared.job.lock().unwrap_or_else(PoisonError::into_inner);
-                    let right = &job.right[side as usize];
-                    let mut out = ndarray::Array2::zeros((m, right.n()));
-                    gemm_packed(a, right, false, out.view_mut());
-                    finish(c_right, out.view());
-                    return true;
+                    alive = false;
+                    break;
                 }
                 std::thread::yield_now();
             }
         }
         let job = self.shared.job.lock().unwrap_or_else(PoisonError::into_inner);
-        let n_right = job.right[side as usize].n();
-        match ArrayView2::from_shape((m, n_right), &job.out[..m * n_right]) {
-            Ok(out) => finish(c_right, out),
-            // Unreachable: the worker wrote `m · n_right` values.
-            Err(_) => return false,
+        let right = &job.right[side as usize];
+        let n_right = right.n();
+        match job.out.get(..m * n_right).map(|out| ArrayView2::from_shape((m, n_right), out)) {
+            Some(Ok(out)) if alive => finish(c_right, out),
+            // Unreachable unless the worker panicked: its part is computed here, so that the
+            // product is still done exactly once.
+            _ => {
+                let mut out = ndarray::Array2::zeros((m, n_right));
+                gemm_packed(a, right, false, out.view_mut());
+                finish(c_right, out.view());
+            }
         }
         true
     }
