@@ -139,6 +139,9 @@ pub(crate) struct PackedWeight<F: Float> {
 struct WorkerPart<F: Float> {
     worker: StepWorker<F>,
     left: [crate::packed::PackedB<F>; 2],
+    /// Whether the worker's and the caller's parts hold the weight last packed: a plain
+    /// [`PackedWeight::pack`] leaves them stale, and then the products do not use them.
+    fresh: bool,
 }
 
 impl<F: Float> Clone for PackedWeight<F> {
@@ -173,6 +176,9 @@ impl<F: Float> PackedWeight<F> {
             self.fwd.pack(w.t());
             self.bwd.pack(w);
         }
+        if let Some(part) = self.worker.as_deref_mut() {
+            part.fresh = false;
+        }
     }
 
     /// Packs `w` `[N, K]` for the per-step products, with a worker thread when
@@ -191,33 +197,33 @@ impl<F: Float> PackedWeight<F> {
         }
         self.worker = self.worker.take().or_else(|| {
             let worker = StepWorker::start()?;
-            Some(Box::new(WorkerPart { worker, left: Default::default() }))
+            Some(Box::new(WorkerPart { worker, left: Default::default(), fresh: false }))
         });
-        if let Some(shared) = self.worker.as_deref_mut() {
+        if let Some(part) = self.worker.as_deref_mut() {
             for (side, b) in [(Side::Fwd, w.t()), (Side::Bwd, w)] {
                 let col = half_cut::<F>(b.ncols());
-                let left = &mut shared.left[side as usize];
-                left.pack(b.slice(ndarray::s![.., ..col]));
-                shared.worker.pack(side, b, col);
+                part.left[side as usize].pack(b.slice(ndarray::s![.., ..col]));
+                part.worker.pack(side, b, col);
             }
+            part.fresh = true;
         }
     }
 
     /// The cut for a product on the worker, if there is one and the product is worth it.
     fn split(&self, side: Side, a: &ArrayView2<'_, F>, c: &ArrayViewMut2<'_, F>) -> Option<(&WorkerPart<F>, Split)> {
-        let shared = self.worker.as_deref()?;
+        let part = self.worker.as_deref().filter(|p| p.fresh)?;
         let (m, k, n) = (a.nrows(), a.ncols(), c.ncols());
         if m * k * n < MIN_SPLIT_MACS || !unit_columns(a) || c.strides()[1] != 1 {
             return None;
         }
-        Some((shared, shared.worker.split(side, k, n)?))
+        Some((part, part.worker.split(side, k, n)?))
     }
 
     /// `c ∘= a · b` for the packed `b` of `side` on two threads: `Mode::From(d)` is
     /// `c = d + a·b`, `Add` `c += a·b`, `Set` `c = a·b`. `false` if it did not run.
     fn mul_split(&self, side: Side, a: ArrayView2<'_, F>, mode: Mode<'_, F>, c: &mut ArrayViewMut2<'_, F>) -> bool {
-        let Some((shared, sp)) = self.split(side, &a, c) else { return false };
-        let b = &shared.left[side as usize];
+        let Some((part, sp)) = self.split(side, &a, c) else { return false };
+        let b = &part.left[side as usize];
         let (left_mode, d_right) = match mode {
             Mode::From(d) => {
                 if d.dim() != c.dim() || !unit_columns(&d) {
@@ -229,7 +235,7 @@ impl<F: Float> PackedWeight<F> {
             m => (m, None),
         };
         let add = matches!(mode, Mode::Add);
-        shared.worker.run(
+        part.worker.run(
             side,
             a,
             c.view_mut(),
@@ -439,6 +445,13 @@ mod tests {
         let a = mat::<f32>(4, 128, 2);
         let mut c = Array2::zeros((4, 512));
         assert!(!pw.mul_split(Side::Fwd, a.view(), Mode::Set, &mut c.view_mut()));
+        // A plain repack (another weight) leaves the worker's copy stale: it is not used.
+        pw.pack(mat::<f32>(512, 128, 9).view());
+        let a = mat::<f32>(32, 128, 2);
+        let mut c = Array2::zeros((32, 512));
+        assert!(!pw.mul_split(Side::Fwd, a.view(), Mode::Set, &mut c.view_mut()));
+        pw.pack_per_step_with(w.view(), 2);
+        assert!(pw.mul_split(Side::Fwd, a.view(), Mode::Set, &mut c.view_mut()));
         // Back to one thread: the worker is stopped.
         pw.pack_per_step_with(w.view(), 1);
         assert!(pw.worker.is_none());
