@@ -5,8 +5,8 @@ use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, R
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedWeight, add_col_sums, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
-use crate::params::{GateParams, shape_err};
+use crate::kernels::{PackedWeight, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
+use crate::params::{BiasGrads, GateParams, shape_err};
 
 /// Where the reset gate acts in the candidate state n.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,13 +427,11 @@ impl<F: Float> Cell<F> for Gru<F> {
         let h = self.hidden_dim();
         match self.variant {
             GruVariant::ResetAfter => {
-                add_col_sums([&mut self.p.b_ih.grad], &seq.dxp);
-                self.p.acc_weight_grads(seq.dxp, seq.x, seq.drec, seq.prev, 3 * h);
-                add_col_sums([&mut self.p.b_hh.grad], &seq.drec);
+                self.p.acc_weight_grads(seq.dxp, seq.x, seq.drec, seq.prev, 3 * h, BiasGrads::Each);
             }
             GruVariant::ResetBefore => {
-                add_col_sums([&mut self.p.b_ih.grad, &mut self.p.b_hh.grad], &seq.dxp);
-                self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp.slice(s![.., ..2 * h]), seq.prev, 2 * h);
+                let d_rz = seq.dxp.slice(s![.., ..2 * h]);
+                self.p.acc_weight_grads(seq.dxp, seq.x, d_rz, seq.prev, 2 * h, BiasGrads::BothFromIh);
                 // W_hn's input is r ⊙ h_{t−1}: rebuild it from the cached r.
                 let n = seq.prev.nrows();
                 let mut rh = Array2::<F>::zeros((n, h));

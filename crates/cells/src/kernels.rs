@@ -325,22 +325,34 @@ impl<F> PartialEq for GradPack<F> {
 }
 
 impl<F: Float> GradPack<F> {
-    /// `c_j += dᵀ · x_j` for each pair `(x_j, c_j)` (at most two): `d` `[n, M]`, `x_j`
-    /// `[n, N_j]`, `c_j` `[M, N_j]` (shapes are the caller's invariant). Falls back to a
-    /// general GEMM for layouts the packed kernel does not read.
-    pub(crate) fn acc_tn(&mut self, d: ArrayView2<'_, F>, pairs: &mut [(ArrayView2<'_, F>, ArrayViewMut2<'_, F>)]) {
-        if USE_PACKED && pairs.len() <= self.packed.len() {
+    /// `c_j += dᵀ · x_j` for each pair `(x_j, c_j)` (at most two), and `s += Σ_rows d` for
+    /// each `s` of `sums` (the bias gradients; at most two): `d` `[n, M]`, `x_j` `[n, N_j]`,
+    /// `c_j` `[M, N_j]`, `s` `[M]` (shapes are the caller's invariant). The packed kernel sums
+    /// `d`'s columns while it packs `d`; layouts it does not read take a general GEMM and
+    /// [`add_col_sums`] (the same bits).
+    pub(crate) fn acc_tn(
+        &mut self,
+        d: ArrayView2<'_, F>,
+        pairs: &mut [(ArrayView2<'_, F>, ArrayViewMut2<'_, F>)],
+        sums: &mut [&mut ndarray::Array1<F>],
+    ) {
+        if USE_PACKED && pairs.len() <= self.packed.len() && sums.len() <= crate::packed::MAX_SUMS {
             for (buf, (x, _)) in self.packed.iter_mut().zip(pairs.iter()) {
                 buf.pack(*x);
             }
             let mut targets: Vec<_> =
                 self.packed.iter().zip(pairs.iter_mut()).map(|(b, (_, c))| (b, c.view_mut())).collect();
-            if crate::packed::gemm_packed_tn(d, &mut targets, &mut self.strips) {
+            let n_sums = sums.len();
+            let mut flat: Vec<&mut [F]> = sums.iter_mut().filter_map(|s| s.as_slice_mut()).collect();
+            if flat.len() == n_sums && crate::packed::gemm_packed_tn(d, &mut targets, &mut flat, &mut self.strips) {
                 return;
             }
         }
         for (x, c) in pairs.iter_mut() {
             gemm(F::one(), &d.t(), x, F::one(), c);
+        }
+        for s in sums.iter_mut() {
+            add_col_sums([&mut **s], &d);
         }
     }
 }

@@ -6,8 +6,8 @@ use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, R
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedWeight, add_col_sums, check_step, slice, slice_mut};
-use crate::params::{GateParams, shape_err};
+use crate::kernels::{PackedWeight, check_step, slice, slice_mut};
+use crate::params::{BiasGrads, GateParams, shape_err};
 
 /// Configuration of an [`Lstm`] cell.
 ///
@@ -271,8 +271,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
         let h = self.hidden_dim();
-        self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev.slice(s![.., ..h]), 4 * h);
-        add_col_sums([&mut self.p.b_ih.grad, &mut self.p.b_hh.grad], &seq.dxp);
+        self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev.slice(s![.., ..h]), 4 * h, BiasGrads::BothFromIh);
         Ok(())
     }
 
@@ -367,11 +366,12 @@ fn forward_units<F: Float>(
         let (iv, fv) = (F::sigmoid_fast(i[k]), F::sigmoid_fast(f[k]));
         let (gv, ov) = (F::tanh_fast(gg[k]), F::sigmoid_fast(o[k]));
         (i[k], f[k], gg[k], o[k]) = (iv, fv, gv, ov);
-        let cv = fv * c_prev[k] + iv * gv;
-        let t = F::tanh_fast(cv);
-        c[k] = cv;
+        c[k] = fv * c_prev[k] + iv * gv;
+    }
+    for k in 0..n {
+        let t = F::tanh_fast(c[k]);
         tc[k] = t;
-        h[k] = ov * t;
+        h[k] = o[k] * t;
     }
 }
 

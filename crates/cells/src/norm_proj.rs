@@ -322,11 +322,11 @@ impl<F: Float> NormProj<F> {
         check_at_least(op, "cache width", self.front_len(kind, b), seq.cache.ncols())?;
         check_view(op, "previous states", n, seq.prev.ncols(), seq.prev.shape())?;
         check_view(op, "drec", n, seq.drec.ncols(), seq.drec.shape())?;
-        self.grads.acc_tn(seq.dxp, &mut [(seq.x, self.w_ih.grad.view_mut())]);
+        self.grads.acc_tn(seq.dxp, &mut [(seq.x, self.w_ih.grad.view_mut())], &mut []);
         let e_x = seq.drec.slice(s![.., ..p]);
         let e_h = seq.drec.slice(s![.., p..2 * p]);
         let du = if self.norm_h.is_some() { seq.drec.slice(s![.., 2 * p..3 * p]) } else { e_h };
-        self.grads.acc_tn(du, &mut [(seq.prev.slice(s![.., ..h]), self.w_hh.grad.view_mut())]);
+        self.grads.acc_tn(du, &mut [(seq.prev.slice(s![.., ..h]), self.w_hh.grad.view_mut())], &mut []);
         add_col_sums([&mut self.b_ih.grad], &e_x);
         add_col_sums([&mut self.b_hh.grad], &e_h);
         for t in 0..n_t {

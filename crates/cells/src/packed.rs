@@ -507,7 +507,10 @@ struct Cols {
 
 /// `c += a_tᵀ · b` for each `(b, c)` of `targets`, with every `b` packed and `a_t` `[K, M]`
 /// read transposed: the weight gradients `δᵀ · X` and `δᵀ · H_prev` over all time steps,
-/// sharing one packing of `δ`.
+/// sharing one packing of `δ`. Each of `sums` (at most [`MAX_SUMS`], each `M` long) gets the
+/// column sums of `a_t` added, row by row in ascending order — the bias gradients, summed
+/// while `δ` is packed instead of in another pass over it (the same bits as
+/// [`crate::kernels::add_col_sums`]).
 ///
 /// Per block of [`KC`] rows of `K`, the block of `a_t` is copied into `strips` (reused
 /// buffer) as strips of `MR` of its columns, K-major, so that the micro-kernel reads it
@@ -515,16 +518,20 @@ struct Cols {
 ///
 /// # Shapes
 /// `a_t` `[K, M]` with unit column stride (rows may be strided), each `b` `[K, N_b]`, each
-/// `c` `[M, N_b]` with unit column stride. Returns `false` (and touches no `c`) for other
-/// layouts or mismatched shapes, so the caller can fall back to a general GEMM.
+/// `c` `[M, N_b]` with unit column stride. Returns `false` (and touches no `c` and no sum)
+/// for other layouts, mismatched shapes or more than [`MAX_SUMS`] sums, so the caller can
+/// fall back to a general GEMM.
 pub(crate) fn gemm_packed_tn<F: Float>(
     a_t: ArrayView2<'_, F>,
     targets: &mut [(&PackedB<F>, ArrayViewMut2<'_, F>)],
+    sums: &mut [&mut [F]],
     strips: &mut Vec<Vec<F>>,
 ) -> bool {
     let (k, m) = a_t.dim();
     let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
     let fits = unit(a_t.strides()[1], m)
+        && sums.len() <= MAX_SUMS
+        && sums.iter().all(|s| s.len() == m)
         && targets
             .iter()
             .all(|(b, c)| b.k == k && c.nrows() == m && c.ncols() == b.n && unit(c.strides()[1], c.ncols()));
@@ -540,35 +547,56 @@ pub(crate) fn gemm_packed_tn<F: Float>(
     // Part i: strips (rows of every `c`) cut(i)..cut(i + 1), against every panel of every
     // target; each part packs only its own strips of `a_t`, and writes only its rows of `c`.
     let cut = |i: usize| i * n_strips / parts;
-    let mut jobs: Vec<(std::ops::Range<usize>, Vec<TnJob<'_, '_, F>>)> =
-        (0..parts).map(|i| (cut(i)..cut(i + 1), Vec::with_capacity(targets.len()))).collect();
+    let mut jobs: Vec<TnPart<'_, '_, '_, F>> = (0..parts)
+        .map(|i| TnPart { ss: cut(i)..cut(i + 1), jobs: Vec::with_capacity(targets.len()), sums: Vec::new() })
+        .collect();
     for (b, c) in targets.iter_mut() {
         let mut rest = c.view_mut();
-        for (ss, job) in jobs.iter_mut() {
-            let rows = (ss.end * MR).min(m) - ss.start * MR;
-            let (part, next) = rest.split_at(Axis(0), rows);
+        for part in jobs.iter_mut() {
+            let rows = (part.ss.end * MR).min(m) - part.ss.start * MR;
+            let (mine, next) = rest.split_at(Axis(0), rows);
             rest = next;
-            job.push(TnJob { b, c: part });
+            part.jobs.push(TnJob { b, c: mine });
+        }
+    }
+    // Each part's columns of every sum (the columns of its strips).
+    for sum in sums.iter_mut() {
+        let mut rest: &mut [F] = sum;
+        for part in jobs.iter_mut() {
+            let cols = (part.ss.end * MR).min(m) - part.ss.start * MR;
+            let (mine, next) = std::mem::take(&mut rest).split_at_mut(cols);
+            rest = next;
+            part.sums.push(mine);
         }
     }
     if parts == 1 {
-        if let (Some((ss, job)), Some(strip)) = (jobs.first_mut(), strips.first_mut()) {
-            tn_part(a_t, ss.clone(), job, strip);
+        if let (Some(part), Some(strip)) = (jobs.first_mut(), strips.first_mut()) {
+            tn_part(a_t, part, strip);
         }
     } else {
         std::thread::scope(|scope| {
             let mut work = jobs.iter_mut().zip(strips.iter_mut());
             let last = work.next();
-            for ((ss, job), strip) in work {
-                let ss = ss.clone();
-                scope.spawn(move || tn_part(a_t, ss, job, strip));
+            for (part, strip) in work {
+                scope.spawn(move || tn_part(a_t, part, strip));
             }
-            if let Some(((ss, job), strip)) = last {
-                tn_part(a_t, ss.clone(), job, strip);
+            if let Some((part, strip)) = last {
+                tn_part(a_t, part, strip);
             }
         });
     }
     true
+}
+
+/// Column sums [`gemm_packed_tn`] adds while packing, at most.
+pub(crate) const MAX_SUMS: usize = 2;
+
+/// One thread's share of a [`gemm_packed_tn`]: strips `ss` of `a_t`, each target's rows of
+/// `c` for them and each sum's columns for them.
+struct TnPart<'b, 'c, 's, F> {
+    ss: std::ops::Range<usize>,
+    jobs: Vec<TnJob<'b, 'c, F>>,
+    sums: Vec<&'s mut [F]>,
 }
 
 /// One target's share of a [`gemm_packed_tn`] part: `b`, and the part's rows of `c`.
@@ -579,13 +607,11 @@ struct TnJob<'b, 'c, F> {
 
 /// `c += a_tᵀ · b` for strips `ss` of `a_t` (rows `ss.start·MR..` of the full `c`, row 0 of
 /// each job's `c`) against every panel of each job's `b`, packing `a_t` block by block into
-/// `strips`.
-fn tn_part<F: Float>(
-    a_t: ArrayView2<'_, F>,
-    ss: std::ops::Range<usize>,
-    jobs: &mut [TnJob<'_, '_, F>],
-    strips: &mut Vec<F>,
-) {
+/// `strips` and adding its column sums to the part's `sums` (column 0 of each is column
+/// `ss.start·MR` of `a_t`).
+fn tn_part<F: Float>(a_t: ArrayView2<'_, F>, part: &mut TnPart<'_, '_, '_, F>, strips: &mut Vec<F>) {
+    let TnPart { ss, jobs, sums } = part;
+    let ss = ss.clone();
     let (k, m) = a_t.dim();
     let n_strips = ss.len();
     let row0 = ss.start * MR;
@@ -607,9 +633,14 @@ fn tn_part<F: Float>(
         }
         for g0 in ss.clone().step_by(group.max(1)) {
             let g1 = (g0 + group).min(ss.end);
+            let sink = Sums { sums: &mut sums[..], col0: row0 };
             match flat {
-                Some(flat) => pack_strips(flat, m, kc, g0..g1, stride, strips),
-                None => pack_strips_by_rows(block, g0..g1, stride, strips),
+                Some(flat) => match sink.sums.len() {
+                    0 => pack_strips::<F, 0>(flat, m, kc, g0..g1, stride, strips, sink),
+                    1 => pack_strips::<F, 1>(flat, m, kc, g0..g1, stride, strips, sink),
+                    _ => pack_strips::<F, MAX_SUMS>(flat, m, kc, g0..g1, stride, strips, sink),
+                },
+                None => pack_strips_by_rows(block, g0..g1, stride, strips, sink),
             }
             for TnJob { b, c } in jobs.iter_mut() {
                 for (q0, q1) in panel_chunks::<F>(kc, 0..b.n_panels()) {
@@ -636,37 +667,88 @@ fn tn_part<F: Float>(
 /// Strips packed at a time in [`gemm_packed_tn`]: 16 strips of `KC` rows are 64 KiB of `f32`.
 const STRIP_GROUP: usize = 16;
 
+/// The column sums a packing adds to: `sums[j][c − col0]` gets every value of column `c`.
+struct Sums<'a, 's, F> {
+    sums: &'a mut [&'s mut [F]],
+    col0: usize,
+}
+
 /// Copies strips `ss` of a row-major block `flat` `[kc, m]` into `strips` (strip `s` at
 /// `(s − ss.start) · stride`, its row `p` at `p · r_s`): strip by strip, so the writes are
-/// contiguous and the block's cache lines one strip reads are the next strips' too.
-fn pack_strips<F: Float>(flat: &[F], m: usize, kc: usize, ss: std::ops::Range<usize>, stride: usize, strips: &mut [F]) {
+/// contiguous and the block's cache lines one strip reads are the next strips' too. Adds each
+/// column's values, row by row, to the first `N` of `sink`'s sums.
+#[allow(clippy::too_many_arguments)]
+fn pack_strips<F: Float, const N: usize>(
+    flat: &[F],
+    m: usize,
+    kc: usize,
+    ss: std::ops::Range<usize>,
+    stride: usize,
+    strips: &mut [F],
+    sink: Sums<'_, '_, F>,
+) {
     for (s, dst_strip) in ss.zip(strips.chunks_mut(stride)) {
         let (i0, r) = (s * MR, MR.min(m - s * MR));
+        let at = i0 - sink.col0;
+        // The strip's sums, in registers while its rows are copied.
+        let mut acc = [[F::zero(); MR]; N];
+        for (a, sum) in acc.iter_mut().zip(sink.sums.iter()) {
+            if let Some(v) = sum.get(at..at + r) {
+                a[..r].copy_from_slice(v);
+            }
+        }
         for (p, dst) in dst_strip[..kc * r].chunks_exact_mut(r).enumerate() {
             let Some(src) = flat.get(p * m + i0..p * m + i0 + r) else { return };
             // Fixed-length copies inline; `copy_from_slice` of 4 values would call memmove.
             match (<&mut [F; MR]>::try_from(&mut *dst), <&[F; MR]>::try_from(src)) {
-                (Ok(d), Ok(v)) => *d = *v,
-                _ => dst.copy_from_slice(src),
+                (Ok(d), Ok(v)) => {
+                    *d = *v;
+                    for a in acc.iter_mut() {
+                        for (a, &v) in a.iter_mut().zip(v) {
+                            *a += v;
+                        }
+                    }
+                }
+                _ => {
+                    dst.copy_from_slice(src);
+                    for a in acc.iter_mut() {
+                        for (a, &v) in a.iter_mut().zip(src) {
+                            *a += v;
+                        }
+                    }
+                }
+            }
+        }
+        for (a, sum) in acc.iter().zip(sink.sums.iter_mut()) {
+            if let Some(v) = sum.get_mut(at..at + r) {
+                v.copy_from_slice(&a[..r]);
             }
         }
     }
 }
 
 /// Copies strips `ss` of `block` `[kc, M]` (unit column stride, rows possibly strided) into
-/// `strips` (strip `s` at `(s − ss.start) · stride`), row by row.
+/// `strips` (strip `s` at `(s − ss.start) · stride`), row by row, adding each row to `sink`'s
+/// sums.
 fn pack_strips_by_rows<F: Float>(
     block: ArrayView2<'_, F>,
     ss: std::ops::Range<usize>,
     stride: usize,
     strips: &mut [F],
+    sink: Sums<'_, '_, F>,
 ) {
+    let (c0, c1) = (ss.start * MR, (ss.end * MR).min(block.ncols()));
     for (p, row) in block.rows().into_iter().enumerate() {
         // Unreachable `else`: the caller checked the unit column stride.
         let Some(row) = row.to_slice() else { return };
         for (s, src) in row.chunks(MR).enumerate().skip(ss.start).take(ss.len()) {
             let at = (s - ss.start) * stride + p * src.len();
             strips[at..at + src.len()].copy_from_slice(src);
+        }
+        for sum in sink.sums.iter_mut() {
+            if let (Some(sum), Some(src)) = (sum.get_mut(c0 - sink.col0..c1 - sink.col0), row.get(c0..c1)) {
+                sum.iter_mut().zip(src).for_each(|(a, &v)| *a += v);
+            }
         }
     }
 }
@@ -918,7 +1000,7 @@ fn scalar_panels<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'_, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array2, s};
+    use ndarray::{Array1, Array2, s};
 
     /// A deterministic pseudo-random matrix in [−1, 1).
     fn mat<F: Float>(rows: usize, cols: usize, seed: u64) -> Array2<F> {
@@ -1100,13 +1182,18 @@ mod tests {
             let scale = abs_scale(a_t.t(), b.view(), c0.slice(s![.., 1..n + 1]));
             let mut strips: Vec<Vec<F>> = Vec::new();
             let mut c = c0.clone();
-            assert!(gemm_packed_tn(a_t.view(), &mut [(&packed, c.slice_mut(s![.., 1..n + 1]))], &mut strips));
+            assert!(gemm_packed_tn(a_t.view(), &mut [(&packed, c.slice_mut(s![.., 1..n + 1]))], &mut [], &mut strips));
             assert_close(c.slice(s![.., 1..n + 1]), &want, &scale, rtol);
             assert_eq!(c.column(0), c0.column(0));
             assert_eq!(c.column(n + 2), c0.column(n + 2));
             // run to run: the same bits
             let mut again = c0.clone();
-            assert!(gemm_packed_tn(a_t.view(), &mut [(&packed, again.slice_mut(s![.., 1..n + 1]))], &mut strips));
+            assert!(gemm_packed_tn(
+                a_t.view(),
+                &mut [(&packed, again.slice_mut(s![.., 1..n + 1]))],
+                &mut [],
+                &mut strips
+            ));
             assert_eq!(again, c);
             // two targets sharing the packing of a_t: each as if alone; a_t with strided rows
             let b2 = mat::<F>(k, 5, seed + 3);
@@ -1118,11 +1205,34 @@ mod tests {
                 .to_owned();
             let (mut c1, mut c2) = (c0.clone(), Array2::<F>::zeros((m, 5)));
             let mut both = [(&packed, c1.slice_mut(s![.., 1..n + 1])), (&packed2, c2.view_mut())];
-            assert!(gemm_packed_tn(a_wide.slice(s![.., ..m]), &mut both, &mut strips));
+            assert!(gemm_packed_tn(a_wide.slice(s![.., ..m]), &mut both, &mut [], &mut strips));
             assert_eq!(c1, c);
             let zero = Array2::<F>::zeros((m, 5));
             let want2 = naive(a_t.t(), b2.view(), zero.view(), true);
             assert_close(c2.view(), &want2, &abs_scale(a_t.t(), b2.view(), zero.view()), rtol);
+            // The column sums added while packing: the bits of `add_col_sums`, into sums that
+            // start non-zero and zero, on the contiguous path and on strided rows; the
+            // products unchanged by them.
+            let s0 = mat::<F>(1, m, seed + 5).row(0).to_owned();
+            let mut want_s = [s0.clone(), Array1::zeros(m)];
+            {
+                let [w0, w1] = &mut want_s;
+                crate::kernels::add_col_sums([w0, w1], &a_t.view());
+            }
+            for a_view in [a_t.view(), a_wide.slice(s![.., ..m])] {
+                let (mut g0, mut g1) = (s0.clone(), Array1::<F>::zeros(m));
+                let mut c3 = c0.clone();
+                let (Some(g0s), Some(g1s)) = (g0.as_slice_mut(), g1.as_slice_mut()) else { unreachable!() };
+                let mut sums = [g0s, g1s];
+                assert!(gemm_packed_tn(
+                    a_view,
+                    &mut [(&packed, c3.slice_mut(s![.., 1..n + 1]))],
+                    &mut sums,
+                    &mut strips
+                ));
+                assert_eq!(c3, c);
+                assert_eq!([g0, g1], want_s);
+            }
         }
     }
 
@@ -1191,8 +1301,10 @@ mod tests {
             gemm_packed_from(a.view(), &packed, d.view(), from.view_mut());
             let (mut g1, mut g2) = (d.clone(), Array2::zeros((m, 37)));
             let mut strips = Vec::new();
-            assert!(gemm_packed_tn(a_t.view(), &mut [(&p1, g1.view_mut()), (&p2, g2.view_mut())], &mut strips));
-            (c, from, g1, g2)
+            let mut sum = vec![0.5f32; m];
+            let targets = &mut [(&p1, g1.view_mut()), (&p2, g2.view_mut())];
+            assert!(gemm_packed_tn(a_t.view(), targets, &mut [&mut sum], &mut strips));
+            (c, from, g1, g2, sum)
         };
         let one = run(1);
         for threads in [2, 3, 64] {
@@ -1202,6 +1314,9 @@ mod tests {
         let scale = abs_scale(a.view(), w.t(), d.view());
         assert_close(one.0.view(), &naive(a.view(), w.t(), d.view(), true), &scale, 1e-5);
         assert_eq!(one.0, one.1);
+        let mut want = ndarray::Array1::from_elem(m, 0.5f32);
+        crate::kernels::add_col_sums([&mut want], &a_t.view());
+        assert_eq!(one.4, want.to_vec());
     }
 
     #[test]
@@ -1224,12 +1339,23 @@ mod tests {
         let mut strips: Vec<Vec<f64>> = Vec::new();
         // a_t column-strided, wrong K, c column-strided, one bad target of two: refused, c untouched
         let a_f = a_t.t().as_standard_layout().reversed_axes().to_owned();
-        assert!(!gemm_packed_tn(a_f.view(), &mut [(&packed, c.view_mut())], &mut strips));
-        assert!(!gemm_packed_tn(mat::<f64>(7, 4, 3).view(), &mut [(&packed, c.view_mut())], &mut strips));
+        assert!(!gemm_packed_tn(a_f.view(), &mut [(&packed, c.view_mut())], &mut [], &mut strips));
+        assert!(!gemm_packed_tn(mat::<f64>(7, 4, 3).view(), &mut [(&packed, c.view_mut())], &mut [], &mut strips));
         let mut c_f = Array2::<f64>::zeros((5, 4));
-        assert!(!gemm_packed_tn(a_t.view(), &mut [(&packed, c_f.view_mut().reversed_axes())], &mut strips));
+        assert!(!gemm_packed_tn(a_t.view(), &mut [(&packed, c_f.view_mut().reversed_axes())], &mut [], &mut strips));
         let mut c_bad = Array2::<f64>::zeros((4, 6));
-        assert!(!gemm_packed_tn(a_t.view(), &mut [(&packed, c.view_mut()), (&packed, c_bad.view_mut())], &mut strips));
+        assert!(!gemm_packed_tn(
+            a_t.view(),
+            &mut [(&packed, c.view_mut()), (&packed, c_bad.view_mut())],
+            &mut [],
+            &mut strips
+        ));
+        // a sum of the wrong length, or more sums than it adds while packing
+        let (mut short, mut s1, mut s2, mut s3) = (vec![1.0; 3], vec![1.0; 4], vec![1.0; 4], vec![1.0; 4]);
+        assert!(!gemm_packed_tn(a_t.view(), &mut [(&packed, c.view_mut())], &mut [&mut short], &mut strips));
+        let too_many: &mut [&mut [f64]] = &mut [&mut s1, &mut s2, &mut s3];
+        assert!(!gemm_packed_tn(a_t.view(), &mut [(&packed, c.view_mut())], too_many, &mut strips));
+        assert!(short == [1.0; 3] && s1 == [1.0; 4] && s2 == s1 && s3 == s1);
         assert!(c.iter().chain(c_f.iter()).chain(c_bad.iter()).all(|&x| x == 0.0));
     }
 

@@ -64,7 +64,8 @@ impl<F: Float> GateParams<F> {
 
     /// `w_ih.grad += d_ihᵀ · x` and `w_hh.grad[..rows] += d_hhᵀ · h` over all rows (`x`
     /// `[n, I]`, `h` `[n, H]`, `d_ih` `[n, gates·H]`, `d_hh` `[n, rows]`): one shared
-    /// packing of `d` when `d_hh` is `d_ih`.
+    /// packing of `d` when `d_hh` is `d_ih`. The bias gradients get the column sums of `d_ih`
+    /// (and `d_hh`, as `bias` says), summed while `d` is packed.
     pub(crate) fn acc_weight_grads(
         &mut self,
         d_ih: ArrayView2<'_, F>,
@@ -72,15 +73,24 @@ impl<F: Float> GateParams<F> {
         d_hh: ArrayView2<'_, F>,
         h: ArrayView2<'_, F>,
         rows: usize,
+        bias: BiasGrads,
     ) {
         let w_hh = self.w_hh.grad.slice_mut(ndarray::s![..rows, ..]);
+        let (b_ih, b_hh) = (&mut self.b_ih.grad, &mut self.b_hh.grad);
         // the same view (not a comparison of values)
         let same = d_ih.as_ptr() == d_hh.as_ptr() && d_ih.dim() == d_hh.dim() && d_ih.strides() == d_hh.strides();
-        if same {
-            self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut()), (h, w_hh)]);
-        } else {
-            self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut())]);
-            self.grads.acc_tn(d_hh, &mut [(h, w_hh)]);
+        match bias {
+            BiasGrads::BothFromIh if same => {
+                self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut()), (h, w_hh)], &mut [b_ih, b_hh]);
+            }
+            BiasGrads::BothFromIh => {
+                self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut())], &mut [b_ih, b_hh]);
+                self.grads.acc_tn(d_hh, &mut [(h, w_hh)], &mut []);
+            }
+            BiasGrads::Each => {
+                self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut())], &mut [b_ih]);
+                self.grads.acc_tn(d_hh, &mut [(h, w_hh)], &mut [b_hh]);
+            }
         }
     }
 
@@ -147,4 +157,15 @@ pub(crate) fn check_param_shapes<F>(
 /// An ndarray shape error inside a cell, as an rnnlab error.
 pub(crate) fn shape_err(op: &str, e: ndarray::ShapeError) -> Error {
     Error::shape(op, "buffers of the cell's declared sizes", e.to_string())
+}
+
+/// Where [`GateParams::acc_weight_grads`] takes the bias gradients from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BiasGrads {
+    /// `b_ih` and `b_hh` both get the column sums of `d_ih` (both biases add to the same
+    /// pre-activations: LSTM, RNN, the reset-before GRU).
+    BothFromIh,
+    /// `b_ih` gets those of `d_ih`, `b_hh` those of `d_hh` (`d_hh` then `[n, gates·H]`: the
+    /// reset-after GRU, whose `b_hn` sits inside `r ⊙ (·)`).
+    Each,
 }

@@ -6,8 +6,8 @@ use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, R
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedWeight, add_col_sums, check_step, slice, slice_mut};
-use crate::params::GateParams;
+use crate::kernels::{PackedWeight, check_step, slice, slice_mut};
+use crate::params::{BiasGrads, GateParams};
 
 /// Configuration of an [`Rnn`] cell.
 ///
@@ -254,8 +254,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
         let h = self.hidden_dim();
-        self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev, h);
-        add_col_sums([&mut self.p.b_ih.grad, &mut self.p.b_hh.grad], &seq.dxp);
+        self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev, h, BiasGrads::BothFromIh);
         Ok(())
     }
 

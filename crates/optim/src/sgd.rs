@@ -151,12 +151,15 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
             let mut sq = SqSum::new();
             // Zip cannot panic: `drive` checked grad, value and state shapes are equal.
             if names.is_empty() {
-                Zip::from(&mut p.value).and(&p.grad).for_each(|x, &g| {
-                    let d = if decay { g + wd * *x } else { g };
-                    let new = *x - lr * d;
-                    sq.add(new, *x);
-                    *x = new;
-                });
+                let step = |x: F, g: F| x - lr * if decay { g + wd * x } else { g };
+                match (p.value.as_slice_mut(), p.grad.as_slice()) {
+                    (Some(xs), Some(gs)) if xs.len() == gs.len() => sq.update_run(xs, gs, step),
+                    _ => Zip::from(&mut p.value).and(&p.grad).for_each(|x, &g| {
+                        let new = step(*x, g);
+                        sq.add(new, *x);
+                        *x = new;
+                    }),
+                }
             } else {
                 let first = ps.step == 1;
                 let [buf] = ps.buffers_mut([MOMENTUM_BUFFER])?;
