@@ -217,7 +217,7 @@ impl<F: Float> Cell<F> for Gru<F> {
     fn step(
         &mut self,
         t: usize,
-        xp: ArrayView2<'_, F>,
+        xp: ArrayViewMut2<'_, F>,
         prev: ArrayView2<'_, F>,
         next: ArrayViewMut2<'_, F>,
         cache: &mut [F],
@@ -233,7 +233,7 @@ impl<F: Float> Cell<F> for Gru<F> {
             scratch.len(),
         )?;
         let (b, h) = (xp.nrows(), self.hidden_dim());
-        let xps = slice(op, xp)?;
+        let xps = slice(op, xp.view())?;
         let hp = slice(op, prev)?;
         let hn_out = slice_mut(op, next)?;
         if t == 0 {

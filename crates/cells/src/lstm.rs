@@ -167,8 +167,9 @@ impl<F: Float> Cell<F> for Lstm<F> {
     }
 
     fn cache_len(&self, batch: usize) -> usize {
-        // activated gates [batch, 4H], then tanh(c_t) [batch, H]
-        5 * batch * self.hidden_dim()
+        // tanh(c_t) [batch, H]; the activated gates [batch, 4H] are kept in the step's row of
+        // the input projection, which they replace
+        batch * self.hidden_dim()
     }
 
     fn scratch_len(&self, batch: usize) -> usize {
@@ -184,7 +185,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
     fn step(
         &mut self,
         t: usize,
-        xp: ArrayView2<'_, F>,
+        mut xp: ArrayViewMut2<'_, F>,
         prev: ArrayView2<'_, F>,
         next: ArrayViewMut2<'_, F>,
         cache: &mut [F],
@@ -200,13 +201,13 @@ impl<F: Float> Cell<F> for Lstm<F> {
             scratch.len(),
         )?;
         let (b, h) = (xp.nrows(), self.hidden_dim());
-        let (gates, tc) = cache.split_at_mut(4 * b * h);
-        let mut gv = ArrayViewMut2::from_shape((b, 4 * h), &mut *gates).map_err(|e| shape_err(op, e))?;
+        let tc = &mut cache[..b * h];
         if t == 0 {
             self.packed.pack_per_step(self.p.w_hh.value.view());
         }
-        // gates = xp + h_{t−1}·W_hhᵀ
-        self.packed.mul_t_from(self.p.w_hh.value.view(), prev.slice(s![.., ..h]), xp, &mut gv);
+        // gates = xp + h_{t−1}·W_hhᵀ, in place of xp (its only reader is this step)
+        self.packed.mul_t(self.p.w_hh.value.view(), prev.slice(s![.., ..h]), true, &mut xp);
+        let gates = slice_mut(op, xp)?;
         let prev = slice(op, prev)?;
         let next = slice_mut(op, next)?;
         for r in 0..b {
@@ -234,6 +235,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
             op,
             &[
                 ("dnext", dnext.shape(), sw),
+                ("xp", step.xp.shape(), self.proj_dim()),
                 ("prev", step.prev.shape(), sw),
                 ("next", step.next.shape(), sw),
                 ("dprev", dprev.shape(), sw),
@@ -244,7 +246,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
             scratch.len(),
         )?;
         let (b, h) = (dnext.nrows(), self.hidden_dim());
-        let (gates, tc) = step.cache.split_at(4 * b * h);
+        let (gates, tc) = (slice(op, step.xp)?, step.cache);
         let prev = slice(op, step.prev)?;
         let dn = slice(op, dnext)?;
         {
@@ -294,6 +296,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
             op,
             &[
                 ("v", v.shape(), sw),
+                ("xp", step.xp.shape(), self.proj_dim()),
                 ("prev", step.prev.shape(), sw),
                 ("next", step.next.shape(), sw),
                 ("out", out.shape(), sw),
@@ -305,7 +308,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
         let u_buf = &mut scratch[..4 * b * h];
         let mut u = ArrayViewMut2::from_shape((b, 4 * h), &mut *u_buf).map_err(|e| shape_err(op, e))?;
         self.packed.mul_t(self.p.w_hh.value.view(), v.slice(s![.., ..h]), false, &mut u);
-        let (gates, tc) = step.cache.split_at(4 * b * h);
+        let (gates, tc) = (slice(op, step.xp)?, step.cache);
         let prev = slice(op, step.prev)?;
         let vs = slice(op, v)?;
         let out = slice_mut(op, out)?;

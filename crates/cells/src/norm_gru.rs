@@ -211,7 +211,7 @@ impl<F: Float> Cell<F> for NormGru<F> {
     fn step(
         &mut self,
         t: usize,
-        xp: ArrayView2<'_, F>,
+        xp: ArrayViewMut2<'_, F>,
         prev: ArrayView2<'_, F>,
         next: ArrayViewMut2<'_, F>,
         cache: &mut [F],
@@ -228,7 +228,7 @@ impl<F: Float> Cell<F> for NormGru<F> {
         check_at_least(op, "scratch", self.scratch_len(b), scratch.len())?;
         let kind = self.norm.kind;
         let batch_stats = self.training && kind == NormKind::Batch;
-        let xps = slice(op, xp)?;
+        let xps = slice(op, xp.view())?;
         let hp = slice(op, prev)?;
         let nx = slice_mut(op, next)?;
         let (q, rest) = scratch.split_at_mut(b * p);

@@ -263,7 +263,7 @@ impl<F: Float> Cell<F> for NormLstm<F> {
     fn step(
         &mut self,
         t: usize,
-        xp: ArrayView2<'_, F>,
+        xp: ArrayViewMut2<'_, F>,
         prev: ArrayView2<'_, F>,
         next: ArrayViewMut2<'_, F>,
         cache: &mut [F],
@@ -282,7 +282,7 @@ impl<F: Float> Cell<F> for NormLstm<F> {
         let batch_stats = self.training && kind == NormKind::Batch;
         let (_, tc_at, xh_c_at, s_c_at) = self.cache_offsets(b);
         let front_len = self.proj.front_len(kind, b);
-        let xps = slice(op, xp)?;
+        let xps = slice(op, xp.view())?;
         let prevs = slice(op, prev)?;
         let nx = slice_mut(op, next)?;
         let (q, rest) = scratch.split_at_mut(b * p);

@@ -209,7 +209,7 @@ impl<F: Float> Cell<F> for NormRnn<F> {
     fn step(
         &mut self,
         t: usize,
-        xp: ArrayView2<'_, F>,
+        xp: ArrayViewMut2<'_, F>,
         prev: ArrayView2<'_, F>,
         next: ArrayViewMut2<'_, F>,
         cache: &mut [F],
@@ -221,7 +221,7 @@ impl<F: Float> Cell<F> for NormRnn<F> {
         check_at_least(op, "cache", self.cache_len(b), cache.len())?;
         check_at_least(op, "scratch", self.scratch_len(b), scratch.len())?;
         let batch_stats = self.training && self.norm.kind == NormKind::Batch;
-        let xps = slice(op, xp)?;
+        let xps = slice(op, xp.view())?;
         let nx = slice_mut(op, next)?;
         let (q, rest) = scratch.split_at_mut(b * h);
         let (u, stats) = rest.split_at_mut(b * h);

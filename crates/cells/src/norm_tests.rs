@@ -604,11 +604,11 @@ fn error_step_buffers_of_the_wrong_width() {
     let (b, p) = (2, cell.proj_dim());
     let mut cache = vec![0.0; cell.cache_len(b)];
     let mut scratch = vec![0.0; cell.scratch_len(b)];
-    let (xp, prev, mut next) = (Array2::zeros((b, p + 1)), Array2::zeros((b, 8)), Array2::zeros((b, 8)));
-    let e = err_text(cell.step(0, xp.view(), prev.view(), next.view_mut(), &mut cache, &mut scratch));
+    let (mut xp, prev, mut next) = (Array2::zeros((b, p + 1)), Array2::zeros((b, 8)), Array2::zeros((b, 8)));
+    let e = err_text(cell.step(0, xp.view_mut(), prev.view(), next.view_mut(), &mut cache, &mut scratch));
     assert!(e.contains("NormLstm::step") && e.contains("projection"), "{e}");
-    let xp = Array2::zeros((b, p));
-    let e = err_text(cell.step(0, xp.view(), prev.view(), next.view_mut(), &mut cache[1..], &mut scratch));
+    let mut xp = Array2::zeros((b, p));
+    let e = err_text(cell.step(0, xp.view_mut(), prev.view(), next.view_mut(), &mut cache[1..], &mut scratch));
     assert!(e.contains("cache"), "{e}");
     let mut gru_cell = gru(NormKind::Batch, NormPlacement::InputOnly, 3, 4, 0);
     let mut out = Array2::zeros((5, 12));
@@ -619,7 +619,7 @@ fn error_step_buffers_of_the_wrong_width() {
     let mut cache = vec![0.0; rnn_cell.cache_len(b)];
     let e = err_text(rnn_cell.step(
         0,
-        Array2::zeros((b, 4)).view(),
+        Array2::zeros((b, 4)).view_mut(),
         Array2::zeros((b, 5)).view(),
         Array2::zeros((b, 4)).view_mut(),
         &mut cache,

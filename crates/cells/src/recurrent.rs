@@ -348,7 +348,8 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
                 let mut cache_row = cache.row_mut(t);
                 let cache_t =
                     cache_row.as_slice_mut().ok_or_else(|| Error::shape(op, "contiguous cache", "strided"))?;
-                cell.step(t, xp.slice(s![t * batch..(t + 1) * batch, ..]), prev.view(), next, cache_t, &mut scratch)?;
+                let xp_t = xp.slice_mut(s![t * batch..(t + 1) * batch, ..]);
+                cell.step(t, xp_t, prev.view(), next, cache_t, &mut scratch)?;
             }
             layers.push(LayerCache { xp, states, cache });
         }

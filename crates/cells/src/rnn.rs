@@ -190,7 +190,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
     fn step(
         &mut self,
         t: usize,
-        xp: ArrayView2<'_, F>,
+        xp: ArrayViewMut2<'_, F>,
         prev: ArrayView2<'_, F>,
         mut next: ArrayViewMut2<'_, F>,
         cache: &mut [F],
@@ -209,7 +209,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
             self.packed.pack_per_step(self.p.w_hh.value.view());
         }
         // pre-activation = xp + h_{t−1}·W_hhᵀ
-        self.packed.mul_t_from(self.p.w_hh.value.view(), prev, xp, &mut next);
+        self.packed.mul_t_from(self.p.w_hh.value.view(), prev, xp.view(), &mut next);
         let a = slice_mut(op, next)?;
         if !cache.is_empty() {
             cache.copy_from_slice(a);

@@ -762,22 +762,23 @@ fn error_direct_step_calls_with_wrong_buffers() {
     ];
     for cell in &mut cells {
         let (p, sw) = (cell.proj_dim(), cell.state_width());
-        let xp = Array2::zeros((b, p));
+        let mut xp = Array2::zeros((b, p));
         let prev = Array2::zeros((b, sw));
         let mut next = Array2::zeros((b, sw));
         let mut cache = vec![0.0; cell.cache_len(b)];
         let mut scratch = vec![0.0; cell.scratch_len(b)];
         // Right buffers work.
-        cell.step(0, xp.view(), prev.view(), next.view_mut(), &mut cache, &mut scratch).unwrap();
+        cell.step(0, xp.view_mut(), prev.view(), next.view_mut(), &mut cache, &mut scratch).unwrap();
         // A short cache, a too-narrow state and a batch mismatch are errors.
         if !cache.is_empty() {
-            let e = cell.step(0, xp.view(), prev.view(), next.view_mut(), &mut cache[1..], &mut scratch).unwrap_err();
+            let e =
+                cell.step(0, xp.view_mut(), prev.view(), next.view_mut(), &mut cache[1..], &mut scratch).unwrap_err();
             assert!(e.to_string().contains("cache"), "{}: {e}", cell.name());
         }
         let narrow = Array2::zeros((b, sw - 1));
-        assert!(cell.step(0, xp.view(), narrow.view(), next.view_mut(), &mut cache, &mut scratch).is_err());
+        assert!(cell.step(0, xp.view_mut(), narrow.view(), next.view_mut(), &mut cache, &mut scratch).is_err());
         let other_batch = Array2::zeros((b + 1, sw));
-        assert!(cell.step(0, xp.view(), other_batch.view(), next.view_mut(), &mut cache, &mut scratch).is_err());
+        assert!(cell.step(0, xp.view_mut(), other_batch.view(), next.view_mut(), &mut cache, &mut scratch).is_err());
         // Backward and JVP with a wrong-width gradient.
         let step = rnnlab_core::StepRefs { t: 0, xp: xp.view(), prev: prev.view(), next: next.view(), cache: &cache };
         let (mut dprev, mut dxp) = (Array2::zeros((b, sw)), Array2::zeros((b, p)));

@@ -87,7 +87,9 @@ impl<F: Float> State<F> {
 pub struct StepRefs<'a, F> {
     /// The time index `t` of this step (0-based).
     pub t: usize,
-    /// This step's input projection from [`Cell::project_input`], `[batch, proj_dim]`.
+    /// This step's row block of the input projection, `[batch, proj_dim]`, as [`Cell::step`]
+    /// left it: the projection from [`Cell::project_input`], unless the step overwrote it
+    /// (an LSTM keeps its activated gates there).
     pub xp: ArrayView2<'a, F>,
     /// The state before the step, s_{t−1}, `[batch, state_width]`.
     pub prev: ArrayView2<'a, F>,
@@ -182,10 +184,15 @@ pub trait Cell<F: Float>: Parameterized<F> {
     /// One forward step at time `t`: reads `xp` `[batch, proj_dim]` and `prev`, writes every
     /// value of `next` and of the first `cache_len(batch)` values of `cache` (recycled buffers,
     /// not zeroed). `&mut self` lets normalised cells update running statistics.
+    ///
+    /// `xp` is this step's row block of the input projection, read by no one else: the step
+    /// may overwrite it with values its backward needs (an LSTM turns it into its activated
+    /// gates in place, so they need no room in the cache and no second stream of writes);
+    /// [`StepRefs::xp`] is then what the step left there.
     fn step(
         &mut self,
         t: usize,
-        xp: ArrayView2<'_, F>,
+        xp: ArrayViewMut2<'_, F>,
         prev: ArrayView2<'_, F>,
         next: ArrayViewMut2<'_, F>,
         cache: &mut [F],

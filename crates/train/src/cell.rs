@@ -161,7 +161,7 @@ impl<F: Float> Cell<F> for AnyCell<F> {
     fn step(
         &mut self,
         t: usize,
-        xp: ArrayView2<'_, F>,
+        xp: ArrayViewMut2<'_, F>,
         prev: ArrayView2<'_, F>,
         next: ArrayViewMut2<'_, F>,
         cache: &mut [F],
