@@ -320,8 +320,13 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
         // Buffers from `take` are overwritten completely before they are read (the `Cell`
         // contract: `project_input`, `step` and `step_backward` write all of their outputs).
         let mut x2 = self.pool.take(t_len * batch, i);
-        for (mut dst, src) in x2.axis_chunks_iter_mut(Axis(0), batch).zip(x.outer_iter()) {
-            dst.assign(&src);
+        match (x2.as_slice_mut(), x.as_slice()) {
+            (Some(dst), Some(src)) if dst.len() == src.len() => dst.copy_from_slice(src),
+            _ => {
+                for (mut dst, src) in x2.axis_chunks_iter_mut(Axis(0), batch).zip(x.outer_iter()) {
+                    dst.assign(&src);
+                }
+            }
         }
         let mut layers: Vec<LayerCache<F>> = Vec::with_capacity(self.layers.len());
         for (l, cell) in self.layers.iter_mut().enumerate() {
