@@ -202,14 +202,17 @@ impl<F: Float> Cell<F> for Lstm<F> {
         )?;
         let (b, h) = (xp.nrows(), self.hidden_dim());
         let tc = &mut cache[..b * h];
+        // Layouts checked before anything is written (a refused step changes nothing).
+        slice(op, xp.view())?;
+        let prev_s = slice(op, prev)?;
+        let next = slice_mut(op, next)?;
         if t == 0 {
             self.packed.pack_per_step(self.p.w_hh.value.view());
         }
         // gates = xp + h_{t−1}·W_hhᵀ, in place of xp (its only reader is this step)
         self.packed.mul_t(self.p.w_hh.value.view(), prev.slice(s![.., ..h]), true, &mut xp);
         let gates = slice_mut(op, xp)?;
-        let prev = slice(op, prev)?;
-        let next = slice_mut(op, next)?;
+        let prev = prev_s;
         for r in 0..b {
             let g = &mut gates[r * 4 * h..(r + 1) * 4 * h];
             let c_prev = &prev[r * 2 * h + h..(r + 1) * 2 * h];

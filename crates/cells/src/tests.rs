@@ -779,6 +779,17 @@ fn error_direct_step_calls_with_wrong_buffers() {
         assert!(cell.step(0, xp.view_mut(), narrow.view(), next.view_mut(), &mut cache, &mut scratch).is_err());
         let other_batch = Array2::zeros((b + 1, sw));
         assert!(cell.step(0, xp.view_mut(), other_batch.view(), next.view_mut(), &mut cache, &mut scratch).is_err());
+        // A column-strided projection (which a step may write into) is refused untouched.
+        let mut wide = Array2::from_elem((b, 2 * p), 0.25);
+        let before = wide.clone();
+        let strided = wide.slice_mut(s![.., ..;2]);
+        let prev_nonzero = Array2::from_elem((b, sw), 0.5);
+        let refused = cell.step(0, strided, prev_nonzero.view(), next.view_mut(), &mut cache, &mut scratch).is_err();
+        // The LSTM writes its gates into the projection, so it needs it contiguous.
+        assert!(refused || cell.name() != "lstm");
+        if refused {
+            assert_eq!(wide, before, "{}", cell.name());
+        }
         // Backward and JVP with a wrong-width gradient.
         let step = rnnlab_core::StepRefs { t: 0, xp: xp.view(), prev: prev.view(), next: next.view(), cache: &cache };
         let (mut dprev, mut dxp) = (Array2::zeros((b, sw)), Array2::zeros((b, p)));
