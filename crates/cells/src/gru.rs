@@ -192,9 +192,11 @@ impl<F: Float> Cell<F> for Gru<F> {
     }
 
     fn cache_len(&self, batch: usize) -> usize {
-        // Per row: r, z, n, and for reset-after also hn = W_hn h + b_hn.
+        // Per row: reset-after hn = W_hn h + b_hn (its r, z, n replace the step's row of the
+        // input projection); reset-before r, z, n (the weight gradients rebuild r ⊙ h from r,
+        // and they see the cache, not the projection).
         match self.variant {
-            GruVariant::ResetAfter => 4 * batch * self.hidden_dim(),
+            GruVariant::ResetAfter => batch * self.hidden_dim(),
             GruVariant::ResetBefore => 3 * batch * self.hidden_dim(),
         }
     }
@@ -217,7 +219,7 @@ impl<F: Float> Cell<F> for Gru<F> {
     fn step(
         &mut self,
         t: usize,
-        xp: ArrayViewMut2<'_, F>,
+        mut xp: ArrayViewMut2<'_, F>,
         prev: ArrayView2<'_, F>,
         next: ArrayViewMut2<'_, F>,
         cache: &mut [F],
@@ -233,7 +235,8 @@ impl<F: Float> Cell<F> for Gru<F> {
             scratch.len(),
         )?;
         let (b, h) = (xp.nrows(), self.hidden_dim());
-        let xps = slice(op, xp.view())?;
+        // Layouts checked before anything is written (a refused step changes nothing).
+        let xps = slice_mut(op, xp.view_mut())?;
         let hp = slice(op, prev)?;
         let hn_out = slice_mut(op, next)?;
         if t == 0 {
@@ -258,24 +261,18 @@ impl<F: Float> Cell<F> for Gru<F> {
                     shape_err(op, ndarray::ShapeError::from_kind(ndarray::ErrorKind::IncompatibleLayout))
                 })?;
                 for r in 0..b {
-                    let c = &mut cache[r * 4 * h..(r + 1) * 4 * h];
-                    let (x, u) = (&xps[r * 3 * h..(r + 1) * 3 * h], &u[r * 3 * h..(r + 1) * 3 * h]);
-                    let (x_r, x_zn) = x.split_at(h);
-                    let (x_z, x_n) = x_zn.split_at(h);
+                    // r, z, n replace the row's projection; hn goes to the cache.
+                    let (x, u) = (&mut xps[r * 3 * h..(r + 1) * 3 * h], &u[r * 3 * h..(r + 1) * 3 * h]);
+                    let (x_r, x_zn) = x.split_at_mut(h);
+                    let (x_z, x_n) = x_zn.split_at_mut(h);
                     let (u_r, u_zn) = u.split_at(h);
                     let (u_z, u_n) = u_zn.split_at(h);
-                    let (c_r, c_rest) = c.split_at_mut(h);
-                    let (c_z, c_rest) = c_rest.split_at_mut(h);
-                    let (c_n, c_hn) = c_rest.split_at_mut(h);
                     forward_units_after(
                         (x_r, x_z, x_n),
                         (u_r, u_z, u_n),
                         b_hn,
                         &hp[r * h..(r + 1) * h],
-                        c_r,
-                        c_z,
-                        c_n,
-                        c_hn,
+                        &mut cache[r * h..(r + 1) * h],
                         &mut hn_out[r * h..(r + 1) * h],
                     );
                 }
@@ -331,6 +328,7 @@ impl<F: Float> Cell<F> for Gru<F> {
             op,
             &[
                 ("dnext", dnext.shape(), sw),
+                ("xp", step.xp.shape(), self.proj_dim()),
                 ("prev", step.prev.shape(), sw),
                 ("next", step.next.shape(), sw),
                 ("dprev", dprev.shape(), sw),
@@ -350,9 +348,11 @@ impl<F: Float> Cell<F> for Gru<F> {
                     let dx = slice_mut(op, dxp.view_mut())?;
                     let dr = slice_mut(op, drec.view_mut())?;
                     let dp = slice_mut(op, dprev.view_mut())?;
+                    let gates = slice(op, step.xp)?;
                     for row in 0..b {
-                        let c = &step.cache[row * 4 * h..(row + 1) * 4 * h];
-                        let (r, z, n, hn) = (&c[..h], &c[h..2 * h], &c[2 * h..3 * h], &c[3 * h..]);
+                        let g = &gates[row * 3 * h..(row + 1) * 3 * h];
+                        let (r, z, n) = (&g[..h], &g[h..2 * h], &g[2 * h..]);
+                        let hn = &step.cache[row * h..(row + 1) * h];
                         let hprev = &hp[row * h..(row + 1) * h];
                         let dhr = &dh[row * h..(row + 1) * h];
                         let (dx_r, dx_zn) = dx[row * 3 * h..(row + 1) * 3 * h].split_at_mut(h);
@@ -483,6 +483,7 @@ impl<F: Float> Cell<F> for Gru<F> {
             op,
             &[
                 ("v", v.shape(), sw),
+                ("xp", step.xp.shape(), self.proj_dim()),
                 ("prev", step.prev.shape(), sw),
                 ("next", step.next.shape(), sw),
                 ("out", out.shape(), sw),
@@ -501,9 +502,11 @@ impl<F: Float> Cell<F> for Gru<F> {
                     ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
                 self.packed.mul_t(self.p.w_hh.value.view(), v, false, &mut u);
                 let u = &scratch[..3 * b * h];
+                let gates = slice(op, step.xp)?;
                 for row in 0..b {
-                    let c = &step.cache[row * 4 * h..(row + 1) * 4 * h];
-                    let (r, z, n, hn) = (&c[..h], &c[h..2 * h], &c[2 * h..3 * h], &c[3 * h..]);
+                    let g = &gates[row * 3 * h..(row + 1) * 3 * h];
+                    let (r, z, n) = (&g[..h], &g[h..2 * h], &g[2 * h..]);
+                    let hn = &step.cache[row * h..(row + 1) * h];
                     let ur = &u[row * 3 * h..(row + 1) * 3 * h];
                     for k in 0..h {
                         let i = row * h + k;
@@ -549,31 +552,27 @@ impl<F: Float> Cell<F> for Gru<F> {
 /// h = (1 − z) ⊙ n + z ⊙ h_prev for one batch row.
 /// The reset-after step's gate math for one batch row, one pass over the units: from the
 /// input and recurrent projections `x_*`, `u_*` (without `b_hn`), `b_hn` and h_{t−1}, writes
-/// r, z, n, W_hn h + b_hn and h_t. Its own function, not inlined: as separate arguments the
+/// r, z, n over `x_r`, `x_z`, `x_n`, W_hn h + b_hn into `c_hn`, and h_t. Its own function, not inlined: as separate arguments the
 /// slices are known not to overlap, so LLVM vectorises the loop without run-time checks.
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
 fn forward_units_after<F: Float>(
-    (x_r, x_z, x_n): (&[F], &[F], &[F]),
+    (x_r, x_z, x_n): (&mut [F], &mut [F], &mut [F]),
     (u_r, u_z, u_n): (&[F], &[F], &[F]),
     b_hn: &[F],
     hprev: &[F],
-    c_r: &mut [F],
-    c_z: &mut [F],
-    c_n: &mut [F],
     c_hn: &mut [F],
     h: &mut [F],
 ) {
     let len = h.len();
-    let (x_r, x_z, x_n, u_r, u_z, u_n, b_hn, hprev) =
-        (&x_r[..len], &x_z[..len], &x_n[..len], &u_r[..len], &u_z[..len], &u_n[..len], &b_hn[..len], &hprev[..len]);
-    let (c_r, c_z, c_n, c_hn) = (&mut c_r[..len], &mut c_z[..len], &mut c_n[..len], &mut c_hn[..len]);
+    let (x_r, x_z, x_n) = (&mut x_r[..len], &mut x_z[..len], &mut x_n[..len]);
+    let (u_r, u_z, u_n, b_hn, hprev, c_hn) =
+        (&u_r[..len], &u_z[..len], &u_n[..len], &b_hn[..len], &hprev[..len], &mut c_hn[..len]);
     for k in 0..len {
         let r = F::sigmoid_fast(x_r[k] + u_r[k]);
         let z = F::sigmoid_fast(x_z[k] + u_z[k]);
         let hn = u_n[k] + b_hn[k];
         let n = F::tanh_fast(x_n[k] + r * hn);
-        (c_r[k], c_z[k], c_n[k], c_hn[k]) = (r, z, n, hn);
+        (x_r[k], x_z[k], x_n[k], c_hn[k]) = (r, z, n, hn);
         h[k] = n + z * (hprev[k] - n);
     }
 }
