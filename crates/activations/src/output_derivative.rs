@@ -117,6 +117,16 @@ impl ActivationKind {
         self.output_derivative()?.backward(y, grad);
         Ok(())
     }
+
+    /// `out = g ⊙ f′`, computed from the OUTPUT y = f(x): [`ActivationKind::backward_from_output`]
+    /// without first copying `g` into `out` (see [`OutputDerivative::backward_into`]).
+    ///
+    /// # Errors
+    /// As [`ActivationKind::output_derivative`], in which case `out` is left unchanged.
+    pub fn backward_from_output_into<F: Float>(&self, y: &[F], g: &[F], out: &mut [F]) -> Result<()> {
+        self.output_derivative()?.backward_into(y, g, out);
+        Ok(())
+    }
 }
 
 impl OutputDerivative {
@@ -213,33 +223,74 @@ impl OutputDerivative {
     /// ```
     pub fn backward<F: Float>(&self, y: &[F], grad: &mut [F]) {
         debug_assert_eq!(y.len(), grad.len(), "backward_from_output: y and grad lengths differ");
+        self.apply(y, None, grad);
+    }
+
+    /// `out = g ⊙ f′` computed from the outputs `y`: [`OutputDerivative::backward`] without
+    /// first copying `g` into `out` (one pass instead of two; the same values).
+    ///
+    /// Length mismatches are handled as in [`OutputDerivative::backward`]: only the first
+    /// `min` of the three lengths are written.
+    ///
+    /// # Examples
+    /// ```
+    /// use rnnlab_activations::ActivationKind;
+    /// let d = ActivationKind::Tanh.output_derivative()?;
+    /// let mut out = [0.0f64; 2];
+    /// d.backward_into(&[0.0, 0.5], &[2.0, 2.0], &mut out);
+    /// assert_eq!(out, [2.0, 1.5]);
+    /// # Ok::<(), rnnlab_core::Error>(())
+    /// ```
+    pub fn backward_into<F: Float>(&self, y: &[F], g: &[F], out: &mut [F]) {
+        debug_assert!(y.len() == g.len() && g.len() == out.len(), "backward_into: lengths differ");
+        self.apply(y, Some(g), out);
+    }
+
+    /// `out ⊙= f′(y)` (`g` = `None`) or `out = g ⊙ f′(y)`: one match, then one select-only loop
+    /// per kind.
+    #[inline(always)]
+    fn apply<F: Float>(&self, y: &[F], g: Option<&[F]>, out: &mut [F]) {
         let zero = F::zero();
         let one = F::one();
-        let pairs = grad.iter_mut().zip(y);
         match self.0 {
-            Inner::Sigmoid => pairs.for_each(|(g, &y)| *g *= y * (one - y)),
-            Inner::Tanh => pairs.for_each(|(g, &y)| *g *= one - y * y),
-            Inner::Relu => pairs.for_each(|(g, &y)| *g *= if y > zero { one } else { zero }),
+            Inner::Sigmoid => each(y, g, out, |y| y * (one - y)),
+            Inner::Tanh => each(y, g, out, |y| one - y * y),
+            Inner::Relu => each(y, g, out, |y| if y > zero { one } else { zero }),
             Inner::LeakyRelu(slope) => {
                 let slope = F::of(slope);
-                pairs.for_each(|(g, &y)| *g *= if y > zero { one } else { slope });
+                each(y, g, out, |y| if y > zero { one } else { slope });
             }
             Inner::Elu(alpha) => {
                 let alpha = F::of(alpha);
-                pairs.for_each(|(g, &y)| *g *= if y > zero { one } else { y + alpha });
+                each(y, g, out, |y| if y > zero { one } else { y + alpha });
             }
-            Inner::Identity => {}
-            Inner::Softsign => pairs.for_each(|(g, &y)| {
+            Inner::Identity => {
+                if let Some(g) = g {
+                    let n = out.len().min(g.len()).min(y.len());
+                    out[..n].copy_from_slice(&g[..n]);
+                }
+            }
+            Inner::Softsign => each(y, g, out, |y| {
                 let d = one - y.abs();
-                *g *= d * d;
+                d * d
             }),
-            Inner::HardTanh => pairs.for_each(|(g, &y)| *g *= if y.abs() < one { one } else { zero }),
+            Inner::HardTanh => each(y, g, out, |y| if y.abs() < one { one } else { zero }),
             Inner::Selu => {
                 let lambda = F::of(SELU_LAMBDA);
                 let lambda_alpha = F::of(SELU_LAMBDA * SELU_ALPHA);
-                pairs.for_each(|(g, &y)| *g *= if y > zero { lambda } else { y + lambda_alpha });
+                each(y, g, out, |y| if y > zero { lambda } else { y + lambda_alpha });
             }
         }
+    }
+}
+
+/// `out[i] *= d(y[i])`, or `out[i] = g[i] · d(y[i])` with `g`; zipped, so the shortest length
+/// wins.
+#[inline(always)]
+fn each<F: Float>(y: &[F], g: Option<&[F]>, out: &mut [F], d: impl Fn(F) -> F) {
+    match g {
+        None => out.iter_mut().zip(y).for_each(|(o, &y)| *o *= d(y)),
+        Some(g) => out.iter_mut().zip(g).zip(y).for_each(|((o, &g), &y)| *o = g * d(y)),
     }
 }
 
@@ -270,6 +321,28 @@ mod tests {
             let e = bad.backward_from_output(&y, &mut g).unwrap_err();
             assert!(matches!(e, Error::Config { .. }), "{bad:?}: {e}");
             assert_eq!(g, [3.0, 4.0]);
+            let mut out = [5.0f64, 6.0];
+            assert!(bad.backward_from_output_into(&y, &g, &mut out).is_err());
+            assert_eq!(out, [5.0, 6.0]);
+        }
+    }
+
+    #[test]
+    fn backward_into_gives_the_bits_of_a_copy_then_backward() {
+        for k in ActivationKind::ALL.into_iter().filter(ActivationKind::df_uses_output) {
+            let d = k.output_derivative().unwrap();
+            let mut y: Vec<f32> = (0..37).map(|i| -4.0 + 0.23 * i as f32).collect();
+            k.forward_slice(&mut y);
+            let g: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 3.0).collect();
+            let mut want = g.clone();
+            d.backward(&y, &mut want);
+            let mut out = vec![f32::NAN; 37];
+            k.backward_from_output_into(&y, &g, &mut out).unwrap();
+            assert_eq!(
+                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{k}"
+            );
         }
     }
 

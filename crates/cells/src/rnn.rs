@@ -243,11 +243,17 @@ impl<F: Float> Cell<F> for Rnn<F> {
             step.cache.len(),
             scratch.len(),
         )?;
+        let h = slice(op, step.next)?;
         match (dxp.as_slice_mut(), dnext.as_slice()) {
-            (Some(d), Some(g)) if d.len() == g.len() => d.copy_from_slice(g),
-            _ => dxp.assign(&dnext),
+            // δ = ∂L/∂h ⊙ φ′ from h in one pass (no copy of ∂L/∂h first).
+            (Some(d), Some(g)) if d.len() == g.len() && self.activation.df_uses_output() => {
+                self.activation.backward_from_output_into(h, g, d)?;
+            }
+            _ => {
+                dxp.assign(&dnext);
+                self.times_derivative(h, step.cache, slice_mut(op, dxp.view_mut())?)?;
+            }
         }
-        self.times_derivative(slice(op, step.next)?, step.cache, slice_mut(op, dxp.view_mut())?)?;
         self.packed.mul(self.p.w_hh.value.view(), dxp.view(), false, &mut dprev);
         Ok(())
     }
