@@ -17,6 +17,7 @@ mod params;
 mod pool;
 mod recurrent;
 mod rnn;
+mod simple_rnn;
 mod step_worker;
 #[cfg(test)]
 mod tests;
@@ -31,4 +32,5 @@ pub use norm_lstm::{NormLstm, NormLstmConfig};
 pub use norm_rnn::{NormRnn, NormRnnConfig};
 pub use recurrent::{Backward, BackwardOptions, Forward, OutputGrad, Recurrent, SeqCache, StepGrads, TruncatedRun};
 pub use rnn::{Rnn, RnnConfig};
+pub use simple_rnn::SimpleRnn;
 pub use threads::{THREADS_ENV, set_threads, threads};

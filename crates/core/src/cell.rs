@@ -80,6 +80,22 @@ impl<F: Float> State<F> {
     pub fn into_data(self) -> Array2<F> {
         self.data
     }
+
+    /// The batch rows `range` of every part, as a new state.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if `range` is empty or reaches past the batch.
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Result<Self> {
+        if range.start >= range.end || range.end > self.batch() {
+            return Err(Error::shape(
+                "State::rows",
+                format!("a non-empty range of rows within 0..{}", self.batch()),
+                format!("{range:?}"),
+            ));
+        }
+        let data = self.data.slice(s![range, ..]).to_owned();
+        Ok(Self { names: self.names.clone(), hidden_dim: self.hidden_dim, data })
+    }
 }
 
 /// The forward-pass buffers of one time step, as the unroller lays them out.

@@ -7,6 +7,7 @@ mod gradcheck;
 mod layer;
 mod param;
 mod rng;
+mod simple;
 pub mod validate;
 
 pub use cell::{Cell, SeqRefs, State, StepRefs};
@@ -16,3 +17,4 @@ pub use gradcheck::{GradCheck, GradCheckReport, Mismatch, NamedInput, check_fn, 
 pub use layer::Layer;
 pub use param::{Param, ParamView, ParamViewMut, Parameterized, visit_prefixed, visit_prefixed_mut};
 pub use rng::{Rng, seeded_rng};
+pub use simple::{Simple, SimpleCell, SimpleStep};

@@ -4,8 +4,8 @@ use rnnlab_core::{Float, Result, Rng};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Adding, AddingConfig, Batch, CopyMemory, CopyMemoryConfig, DigitsConfig, SequentialDigits, TargetKind, Task,
-    TemporalOrder, TemporalOrderConfig,
+    Adding, AddingConfig, Batch, CopyMemory, CopyMemoryConfig, DataSpec, DigitsConfig, SequentialDigits, TargetKind,
+    Task, TemporalOrder, TemporalOrderConfig,
 };
 
 /// Any task with its parameters; serialised with a `"task"` tag, e.g.
@@ -30,6 +30,9 @@ pub enum TaskConfig {
     TemporalOrder(TemporalOrderConfig),
     /// [`SequentialDigits`].
     SequentialDigits(DigitsConfig),
+    /// Data the caller supplies (a [`crate::DataSource`] such as [`crate::ArrayData`]),
+    /// described by its shapes; [`TaskConfig::build`] refuses it.
+    Data(DataSpec),
 }
 
 impl TaskConfig {
@@ -44,6 +47,16 @@ impl TaskConfig {
             TaskConfig::CopyMemory(c) => AnyTask::CopyMemory(c.build()?),
             TaskConfig::TemporalOrder(c) => AnyTask::TemporalOrder(c.build()?),
             TaskConfig::SequentialDigits(c) => AnyTask::SequentialDigits(Box::new(c.build()?)),
+            TaskConfig::Data(spec) => {
+                return Err(rnnlab_core::Error::config(
+                    "TaskConfig::build",
+                    format!(
+                        "task \"data\" ({}) is supplied by the caller, not built from the config: pass it \
+                         to the trainer (rnnlab_train::Trainer::with_parts)",
+                        spec.name
+                    ),
+                ));
+            }
         })
     }
 }

@@ -458,6 +458,129 @@ pub enum CellConfig {
     Lstm(LstmSpec),
     /// [`Gru`].
     Gru(GruSpec),
+    /// A cell the caller builds (a user's own [`Cell`], e.g. a `SimpleCell` through
+    /// `rnnlab_core::Simple`): `{"kind": "custom", "name": "indrnn"}`. The config only names it;
+    /// [`crate::ModelConfig::build_with`] takes the function that makes each layer's cell, and
+    /// [`CellConfig::init`] refuses it.
+    Custom(CustomCellSpec),
+}
+
+/// The description of a caller-built cell in a [`CellConfig`]: its name, which must equal the
+/// cell's [`Cell::name`] (checked when the model is built), so a checkpoint or a weights file
+/// of one custom cell is not loaded into another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomCellSpec {
+    /// The cell's [`Cell::name`].
+    pub name: String,
+}
+
+/// What a checkpoint keeps of a cell beyond its parameters (which go to the weights file by
+/// name): batch norm's running statistics, for example. The defaults say "nothing", which is
+/// right for any cell whose whole state is its parameters, so a cell of your own needs only
+/// `impl CheckpointCell<f32> for MyCell {}` to be checkpointed (cells made with
+/// `rnnlab_core::Simple` have it already).
+pub trait CheckpointCell<F: Float>: Cell<F> {
+    /// The state outside the parameters, as JSON; `Ok(None)` if there is none.
+    ///
+    /// # Errors
+    /// [`rnnlab_core::Error::Format`] if it cannot be serialised.
+    fn extra_state(&self) -> Result<Option<serde_json::Value>> {
+        Ok(None)
+    }
+
+    /// Restores what [`CheckpointCell::extra_state`] gave.
+    ///
+    /// # Errors
+    /// [`rnnlab_core::Error::Format`] if `state` does not fit this cell; by default always
+    /// (the cell keeps no extra state).
+    fn load_extra_state(&mut self, _state: serde_json::Value) -> Result<()> {
+        Err(rnnlab_core::Error::format(
+            "CheckpointCell::load_extra_state",
+            format!("cell {} keeps no state beyond its parameters", self.name()),
+        ))
+    }
+}
+
+impl<F: Float, C: rnnlab_core::SimpleCell<F>> CheckpointCell<F> for rnnlab_core::Simple<C> {}
+
+impl<F: Float> CheckpointCell<F> for AnyCell<F> {
+    fn extra_state(&self) -> Result<Option<serde_json::Value>> {
+        if !self.has_running_stats() {
+            return Ok(None);
+        }
+        serde_json::to_value(self)
+            .map(Some)
+            .map_err(|e| rnnlab_core::Error::format("AnyCell::extra_state", format!("running statistics: {e}")))
+    }
+
+    fn load_extra_state(&mut self, state: serde_json::Value) -> Result<()> {
+        const OP: &str = "AnyCell::load_extra_state";
+        let cell: AnyCell<F> = serde_json::from_value(state)
+            .map_err(|e| rnnlab_core::Error::format(OP, format!("running statistics: {e}")))?;
+        let shapes = |c: &AnyCell<F>| {
+            let mut v = Vec::new();
+            c.visit_params(&mut |n, p| v.push((n.to_string(), p.value.shape().to_vec())));
+            v
+        };
+        if cell.name() != self.name() || !cell.has_running_stats() || shapes(&cell) != shapes(self) {
+            return Err(rnnlab_core::Error::format(
+                OP,
+                format!("running statistics of a {} cell do not fit this {} cell", cell.name(), self.name()),
+            ));
+        }
+        *self = cell;
+        Ok(())
+    }
+}
+
+macro_rules! checkpoint_without_extra_state {
+    ($($t:ident),*) => {
+        $(impl<F: Float> CheckpointCell<F> for $t<F> {})*
+    };
+}
+checkpoint_without_extra_state!(Rnn, Lstm, Gru);
+
+impl<F: Float> CheckpointCell<F> for NormRnn<F> {
+    fn extra_state(&self) -> Result<Option<serde_json::Value>> {
+        AnyCell::from(self.clone()).extra_state()
+    }
+    fn load_extra_state(&mut self, state: serde_json::Value) -> Result<()> {
+        let mut any = AnyCell::from(self.clone());
+        any.load_extra_state(state)?;
+        if let AnyCell::NormRnn(c) = any {
+            *self = *c;
+        }
+        Ok(())
+    }
+}
+
+impl<F: Float> CheckpointCell<F> for NormLstm<F> {
+    fn extra_state(&self) -> Result<Option<serde_json::Value>> {
+        AnyCell::from(self.clone()).extra_state()
+    }
+    fn load_extra_state(&mut self, state: serde_json::Value) -> Result<()> {
+        let mut any = AnyCell::from(self.clone());
+        any.load_extra_state(state)?;
+        if let AnyCell::NormLstm(c) = any {
+            *self = *c;
+        }
+        Ok(())
+    }
+}
+
+impl<F: Float> CheckpointCell<F> for NormGru<F> {
+    fn extra_state(&self) -> Result<Option<serde_json::Value>> {
+        AnyCell::from(self.clone()).extra_state()
+    }
+    fn load_extra_state(&mut self, state: serde_json::Value) -> Result<()> {
+        let mut any = AnyCell::from(self.clone());
+        any.load_extra_state(state)?;
+        if let AnyCell::NormGru(c) = any {
+            *self = *c;
+        }
+        Ok(())
+    }
 }
 
 impl From<RnnSpec> for CellConfig {
@@ -500,6 +623,7 @@ impl CellConfig {
             Self::Rnn(s) => s.norm.as_ref(),
             Self::Lstm(s) => s.norm.as_ref(),
             Self::Gru(s) => s.norm.as_ref(),
+            Self::Custom(_) => None,
         }
     }
 
@@ -522,7 +646,13 @@ impl CellConfig {
             Self::Rnn(_) => "rnn",
             Self::Lstm(_) => "lstm",
             Self::Gru(_) => "gru",
+            Self::Custom(_) => "custom",
         }
+    }
+
+    /// A caller-built cell named `name` (its [`Cell::name`]).
+    pub fn custom(name: &str) -> Self {
+        Self::Custom(CustomCellSpec { name: name.to_string() })
     }
 
     /// Checks the activation, the forget bias, the normalisation and every initialiser.
@@ -544,6 +674,12 @@ impl CellConfig {
                 [&s.w_ih_init, &s.w_hh_init, &s.bias_init]
             }
             Self::Gru(s) => [&s.w_ih_init, &s.w_hh_init, &s.bias_init],
+            Self::Custom(c) => {
+                if c.name.is_empty() {
+                    return Err(rnnlab_core::Error::config("CellConfig", "a custom cell needs a name, got \"\""));
+                }
+                return Ok(());
+            }
         };
         inits.into_iter().try_for_each(Init::validate)
     }
@@ -562,6 +698,12 @@ impl CellConfig {
             (Self::Rnn(s), Some(n)) => NormRnnConfig::new(s.at(i, h), n.clone()).init::<F>(rng)?.into(),
             (Self::Lstm(s), Some(n)) => NormLstmConfig::new(s.at(i, h), n.clone()).init::<F>(rng)?.into(),
             (Self::Gru(s), Some(n)) => NormGruConfig::new(s.at(i, h), n.clone()).init::<F>(rng)?.into(),
+            (Self::Custom(c), _) => {
+                return Err(rnnlab_core::Error::config(
+                    "CellConfig::init",
+                    format!("custom cell {:?} is built by the caller: use ModelConfig::build_with", c.name),
+                ));
+            }
         })
     }
 }

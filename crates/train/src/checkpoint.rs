@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::trainer::RunState;
 use crate::weights::{commit, stage, sync_dir};
-use crate::{AnyCell, TrainConfig, Trainer};
-use rnnlab_core::{Cell, Parameterized};
+use crate::{CheckpointCell, SeqModel, TrainConfig, Trainer};
+use rnnlab_tasks::DataSource;
 
 /// The weights file of a checkpoint directory.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -34,10 +34,10 @@ struct StateFile<F: Float> {
     optimizer: OptimizerState<F>,
     rng: Rng,
     run: RunState,
-    /// Layers whose cells keep batch-norm running statistics (not parameters, so not in the
-    /// weights file), serialised whole by layer index.
+    /// Each layer's state beyond its parameters ([`CheckpointCell::extra_state`]: batch-norm
+    /// running statistics), by layer index; layers without any are absent.
     #[serde(default)]
-    running_stats: BTreeMap<usize, AnyCell<F>>,
+    running_stats: BTreeMap<usize, serde_json::Value>,
 }
 
 /// FNV-1a, 64 bits, as 16 hex digits.
@@ -51,6 +51,28 @@ fn fnv1a64(bytes: &[u8]) -> String {
 }
 
 impl<F: Float> Trainer<F> {
+    /// Rebuilds a trainer of a built-in model from a checkpoint directory, ready to continue:
+    /// calling [`Trainer::run`] then gives bit-identical parameters to a run that was never
+    /// interrupted. Nothing in `dir` is modified. (A model of a custom cell or a run on your
+    /// own data resumes with [`Trainer::resume_with`].)
+    ///
+    /// # Errors
+    /// - [`Error::Io`] if a file cannot be read.
+    /// - [`Error::Format`] for a `state.json` that is not valid JSON of the expected fields
+    ///   (truncated, corrupted), of another format version or float type; for a weights file
+    ///   that is truncated or corrupted (header length, JSON, offsets), that describes another
+    ///   architecture (cell kind, sizes), or whose checksum differs from the one in `state.json`.
+    /// - [`Error::Shape`] for a weight tensor of the wrong shape, [`Error::NonFinite`] for a
+    ///   non-finite weight, and as [`Trainer::new`] for an invalid config.
+    pub fn resume(dir: &Path) -> Result<Self> {
+        Self::resume_with(dir, |config| {
+            let task = config.validate()?;
+            Ok((config.model.build::<F>()?, Box::new(task)))
+        })
+    }
+}
+
+impl<F: Float, C: CheckpointCell<F>> Trainer<F, C> {
     /// Saves a checkpoint into `dir` (created if needed): [`MODEL_FILE`] and [`STATE_FILE`].
     ///
     /// Both files are first written to temporary names in `dir` and fsynced; only then is each
@@ -75,9 +97,8 @@ impl<F: Float> Trainer<F> {
             rng: self.rng.clone(),
             run: self.state.clone(),
             running_stats: (self.model.rnn().layers().iter().enumerate())
-                .filter(|(_, c)| c.has_running_stats())
-                .map(|(l, c)| (l, c.clone()))
-                .collect(),
+                .filter_map(|(l, c)| c.extra_state().map(|s| s.map(|s| (l, s))).transpose())
+                .collect::<Result<_>>()?,
         };
         let json = serde_json::to_vec_pretty(&state).map_err(|e| Error::format(OP, format!("state json: {e}")))?;
         let (model_path, state_path) = (dir.join(MODEL_FILE), dir.join(STATE_FILE));
@@ -94,19 +115,19 @@ impl<F: Float> Trainer<F> {
         sync_dir(&state_path)
     }
 
-    /// Rebuilds a trainer from a checkpoint directory, ready to continue: calling
-    /// [`Trainer::run`] then gives bit-identical parameters to a run that was never
-    /// interrupted. Nothing in `dir` is modified.
+    /// Rebuilds a trainer from a checkpoint directory, ready to continue bit-exactly, for any
+    /// cell: `build(config)` makes a fresh model and the data from the saved config (as they
+    /// were made for [`Trainer::with_parts`]: e.g. `config.model.build_with(make_cell)` and
+    /// your data set), then the weights, the cells' extra state, the optimizer, the generator
+    /// and the run's progress are loaded into it. Nothing in `dir` is modified.
     ///
     /// # Errors
-    /// - [`Error::Io`] if a file cannot be read.
-    /// - [`Error::Format`] for a `state.json` that is not valid JSON of the expected fields
-    ///   (truncated, corrupted), of another format version or float type; for a weights file
-    ///   that is truncated or corrupted (header length, JSON, offsets), that describes another
-    ///   architecture (cell kind, sizes), or whose checksum differs from the one in `state.json`.
-    /// - [`Error::Shape`] for a weight tensor of the wrong shape, [`Error::NonFinite`] for a
-    ///   non-finite weight, and as [`Trainer::new`] for an invalid config.
-    pub fn resume(dir: &Path) -> Result<Self> {
+    /// As [`Trainer::resume`], as [`Trainer::with_parts`] for what `build` returns, and
+    /// whatever `build` returns.
+    pub fn resume_with(
+        dir: &Path,
+        build: impl FnOnce(&TrainConfig) -> Result<(SeqModel<F, C>, Box<dyn DataSource<F>>)>,
+    ) -> Result<Self> {
         const OP: &str = "Trainer::resume";
         let (model_path, state_path) = (dir.join(MODEL_FILE), dir.join(STATE_FILE));
         let json = std::fs::read(&state_path).map_err(|e| Error::io(OP, state_path.display().to_string(), e))?;
@@ -128,24 +149,18 @@ impl<F: Float> Trainer<F> {
             ));
         }
         let bytes = std::fs::read(&model_path).map_err(|e| Error::io(OP, model_path.display().to_string(), e))?;
-        let mut trainer = Trainer::<F>::new(state.config)?;
-        for (l, cell) in state.running_stats {
+        let (model, data) = build(&state.config)?;
+        let mut trainer = Trainer::with_parts(state.config, model, data)?;
+        for (l, extra) in state.running_stats {
             let layers = trainer.model.rnn_mut().layers_mut();
-            let fits = layers.get(l).is_some_and(|c| {
-                let shapes = |c: &AnyCell<F>| {
-                    let mut v = Vec::new();
-                    c.visit_params(&mut |n, p| v.push((n.to_string(), p.value.shape().to_vec())));
-                    v
-                };
-                c.name() == cell.name() && c.has_running_stats() && shapes(c) == shapes(&cell)
-            });
-            if !fits {
-                return Err(Error::format(
-                    OP,
-                    format!("{STATE_FILE}: running statistics of layer {l} ({}) do not fit the model", cell.name()),
-                ));
-            }
-            layers[l] = cell;
+            let n_layers = layers.len();
+            let cell = layers.get_mut(l).ok_or_else(|| {
+                Error::format(OP, format!("{STATE_FILE}: state of layer {l}, the model has {n_layers} layers"))
+            })?;
+            cell.load_extra_state(extra).map_err(|e| match e {
+                Error::Format { msg, .. } => Error::format(OP, format!("{STATE_FILE}: layer {l}: {msg}")),
+                other => other,
+            })?;
         }
         trainer.model.load_safetensors_bytes(&bytes).map_err(|e| match e {
             Error::Format { msg, .. } => Error::format(OP, format!("{MODEL_FILE}: {msg}")),
@@ -179,6 +194,7 @@ mod tests {
     use super::*;
     use crate::trainer::tests::small;
     use crate::{CellConfig, Recorder, Silent};
+    use rnnlab_core::Parameterized;
     use std::path::PathBuf;
 
     /// A fresh directory, unique per call: tests run in parallel, and two of them may use the

@@ -3,7 +3,7 @@
 
 use rnnlab_core::{Error, Result, validate};
 use rnnlab_optim::{ClipConfig, LrSchedule, NonFinitePolicy, OptimizerConfig};
-use rnnlab_tasks::{AnyTask, Task, TaskConfig};
+use rnnlab_tasks::{AnyTask, DataSource, DataSpec, TaskConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelConfig;
@@ -200,6 +200,18 @@ impl TrainConfig {
     /// fit the task, and as the task's, model's, optimizer's, clipping's and schedule's own
     /// validation.
     pub fn validate(&self) -> Result<AnyTask> {
+        self.validate_settings()?;
+        let task = self.task.build()?;
+        self.check_data(&DataSource::<f64>::spec(&task))?;
+        Ok(task)
+    }
+
+    /// Checks every part but the task (which may be data the caller supplies): sizes, the
+    /// model, optimizer, clipping and schedule.
+    ///
+    /// # Errors
+    /// As [`TrainConfig::validate`], less the task's checks.
+    pub fn validate_settings(&self) -> Result<()> {
         const OP: &str = "TrainConfig";
         validate::positive_size(OP, "batch_size", self.batch_size)?;
         if self.n_steps == 0 {
@@ -214,29 +226,32 @@ impl TrainConfig {
         self.model.validate()?;
         self.optimizer.validate()?;
         self.clip.validate()?;
-        self.schedule.validate()?;
-        let task = self.task.build()?;
+        self.schedule.validate()
+    }
+
+    /// Checks that the model's widths and loss fit data of the given shapes.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the data and what does not fit.
+    pub fn check_data(&self, data: &DataSpec) -> Result<()> {
+        const OP: &str = "TrainConfig";
         let m = &self.model;
-        if m.input_dim != task.input_dim() || m.output_dim != task.output_dim() {
+        if m.input_dim != data.input_dim || m.output_dim != data.output_dim {
             return Err(Error::config(
                 OP,
                 format!(
                     "model widths {} → {} do not fit task {} ({} → {})",
-                    m.input_dim,
-                    m.output_dim,
-                    task.name(),
-                    task.input_dim(),
-                    task.output_dim()
+                    m.input_dim, m.output_dim, data.name, data.input_dim, data.output_dim
                 ),
             ));
         }
-        if m.loss.target_kind() != task.target_kind() {
+        if m.loss.target_kind() != data.targets {
             return Err(Error::config(
                 OP,
-                format!("loss {:?} does not fit task {} with {:?} targets", m.loss, task.name(), task.target_kind()),
+                format!("loss {:?} does not fit task {} with {:?} targets", m.loss, data.name, data.targets),
             ));
         }
-        Ok(task)
+        Ok(())
     }
 }
 

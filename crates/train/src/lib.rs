@@ -11,11 +11,11 @@ mod summary;
 mod trainer;
 mod weights;
 
-pub use cell::{AnyCell, CellConfig, GruSpec, LstmSpec, RnnSpec};
+pub use cell::{AnyCell, CellConfig, CheckpointCell, CustomCellSpec, GruSpec, LstmSpec, RnnSpec};
 pub use checkpoint::{CHECKPOINT_FORMAT_VERSION, MODEL_FILE, STATE_FILE};
 pub use config::{DEFAULT_EVAL_SEED, TrainConfig};
 pub use loss::{LossKind, LossValue, mse, softmax_cross_entropy};
-pub use model::{EVAL_CHUNK, LossAndGrad, ModelConfig, ReadoutConfig, SeqModel};
+pub use model::{EVAL_CHUNK, GradOptions, LossAndGrad, ModelConfig, ModelGrads, ReadoutConfig, SeqModel};
 pub use observer::{Control, EvalMetrics, Observer, Progress, Recorder, Silent, StepMetrics};
 pub use safetensors::MAX_HEADER_BYTES;
 pub use summary::{Divergence, DivergenceReason, RECENT_LOSSES, RunSummary};

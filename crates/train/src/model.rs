@@ -1,11 +1,11 @@
 //! [`ModelConfig`] and [`SeqModel`]: a stack of recurrent layers of one cell kind and a linear
 //! read-out, trained with one of the [`LossKind`]s.
 
-use ndarray::{Array1, ArrayD, ArrayView3, Axis, s};
-use rnnlab_cells::{BackwardOptions, GruVariant, Linear, LinearConfig, OutputGrad, Recurrent};
+use ndarray::{Array1, Array3, ArrayD, ArrayView3, Axis, s};
+use rnnlab_cells::{Backward, BackwardOptions, Forward, GruVariant, Linear, LinearConfig, OutputGrad, Recurrent};
 use rnnlab_core::{
-    Error, Float, Layer, ParamView, ParamViewMut, Parameterized, Result, seeded_rng, validate, visit_prefixed,
-    visit_prefixed_mut,
+    Cell, Error, Float, Layer, ParamView, ParamViewMut, Parameterized, Result, Rng, State, seeded_rng, validate,
+    visit_prefixed, visit_prefixed_mut,
 };
 use rnnlab_init::Init;
 use rnnlab_tasks::{Batch, Targets, Task};
@@ -121,6 +121,7 @@ impl ModelConfig {
             CellConfig::Gru(s) => {
                 format!("gru({})", if s.variant == GruVariant::ResetAfter { "reset_after" } else { "reset_before" })
             }
+            CellConfig::Custom(c) => format!("custom({})", c.name),
         };
         let cell = format!("{cell}{}", self.cell.norm_tag());
         format!("{cell}, {} layers, {} → {} → {}", self.n_layers, self.input_dim, self.hidden_dim, self.output_dim)
@@ -155,10 +156,81 @@ impl ModelConfig {
                 self.cell.init::<F>(input, self.hidden_dim, &mut rng)
             })
             .collect::<Result<Vec<_>>>()?;
+        self.finish(layers, &mut rng)
+    }
+
+    /// Builds a model of a caller-made cell — your own [`Cell`], or a `SimpleCell` wrapped in
+    /// [`rnnlab_core::Simple`] — for a config whose cell is [`CellConfig::Custom`]:
+    /// `make_cell(input_dim, hidden_dim, rng)` makes layer 0, 1, … in turn from
+    /// `seeded_rng(seed)`, then the head is drawn, as [`ModelConfig::build`] does.
+    ///
+    /// # Errors
+    /// As [`ModelConfig::validate`]; [`Error::Config`] if the config's cell is not
+    /// [`CellConfig::Custom`] or a made cell's [`Cell::name`] is not the config's name;
+    /// [`Error::Shape`] if a made cell's widths are not the ones asked for; and whatever
+    /// `make_cell` returns.
+    ///
+    /// # Examples
+    /// ```
+    /// use rnnlab_activations::ActivationKind;
+    /// use rnnlab_cells::{RnnConfig, SimpleRnn};
+    /// use rnnlab_core::Simple;
+    /// use rnnlab_train::{CellConfig, LossKind, ModelConfig};
+    /// let cfg = ModelConfig::new(2, 16, 1, CellConfig::custom("simple_rnn"), LossKind::MseLast);
+    /// let model = cfg.build_with::<f32, _>(|i, h, rng| {
+    ///     Ok(Simple::new(SimpleRnn::init(&RnnConfig::new(i, h), ActivationKind::Tanh, rng)?))
+    /// })?;
+    /// assert_eq!(model.rnn().layers()[0].inner().hidden_dim(), 16);
+    /// # use rnnlab_core::SimpleCell;
+    /// # Ok::<(), rnnlab_core::Error>(())
+    /// ```
+    pub fn build_with<F: Float, C: Cell<F>>(
+        &self,
+        mut make_cell: impl FnMut(usize, usize, &mut Rng) -> Result<C>,
+    ) -> Result<SeqModel<F, C>> {
+        const OP: &str = "ModelConfig::build_with";
+        self.validate()?;
+        let CellConfig::Custom(spec) = &self.cell else {
+            return Err(Error::config(
+                OP,
+                format!(
+                    "the cell is a built-in {} (use ModelConfig::build), not {{\"kind\": \"custom\"}}",
+                    self.cell.kind()
+                ),
+            ));
+        };
+        let mut rng = seeded_rng(self.seed);
+        let mut layers = Vec::with_capacity(self.n_layers);
+        for l in 0..self.n_layers {
+            let input = if l == 0 { self.input_dim } else { self.hidden_dim };
+            let cell = make_cell(input, self.hidden_dim, &mut rng)?;
+            if cell.name() != spec.name {
+                return Err(Error::config(
+                    OP,
+                    format!(
+                        "layer {l}: the config names custom cell {:?}, make_cell made a {:?}",
+                        spec.name,
+                        cell.name()
+                    ),
+                ));
+            }
+            if (cell.input_dim(), cell.hidden_dim()) != (input, self.hidden_dim) {
+                return Err(Error::shape(
+                    OP,
+                    format!("layer {l}: a cell {input} → {}", self.hidden_dim),
+                    format!("{} → {}", cell.input_dim(), cell.hidden_dim()),
+                ));
+            }
+            layers.push(cell);
+        }
+        self.finish(layers, &mut rng)
+    }
+
+    fn finish<F: Float, C: Cell<F>>(&self, layers: Vec<C>, rng: &mut Rng) -> Result<SeqModel<F, C>> {
         let head = LinearConfig::new(self.hidden_dim, self.output_dim)
             .with_weight_init(self.readout.weight_init.clone())
             .with_bias_init(self.readout.bias_init.clone())
-            .init::<F>(&mut rng)?;
+            .init::<F>(rng)?;
         Ok(SeqModel { config: self.clone(), rnn: Recurrent::new(layers)?, head })
     }
 }
@@ -176,11 +248,43 @@ pub struct LossAndGrad {
     pub step_grad_norms: Option<Vec<Vec<f64>>>,
 }
 
+/// What [`SeqModel::loss_and_grads`] computes besides the parameter gradients.
+#[derive(Clone, Copy, Debug)]
+pub struct GradOptions<'a, F> {
+    /// Initial states, one per layer (zeros if `None`).
+    pub init: Option<&'a [State<F>]>,
+    /// Compute ∂L/∂x (default false: a training step does not need it).
+    pub input_grad: bool,
+}
+
+impl<F> Default for GradOptions<'_, F> {
+    fn default() -> Self {
+        Self { init: None, input_grad: false }
+    }
+}
+
+/// Everything one [`SeqModel::loss_and_grads`] pass produced (parameter gradients were added
+/// to the model).
+#[derive(Clone, Debug)]
+pub struct ModelGrads<F> {
+    /// The loss of the batch (f64).
+    pub loss: f64,
+    /// The predictions, `[batch, output_dim]` or `[time, batch, output_dim]`.
+    pub predictions: ArrayD<F>,
+    /// The backward pass through the stack, `None` when it was skipped (a non-finite loss or
+    /// loss gradient, as in [`LossAndGrad::backward`]): ∂L/∂x when asked for, ∂L/∂(initial
+    /// state) of each layer, and the full per-step state gradients ∂L/∂s_t of each layer.
+    pub backward: Option<Backward<F>>,
+}
+
 /// Rows per forward pass in [`SeqModel::evaluate`] and [`SeqModel::predict`].
 pub const EVAL_CHUNK: usize = 256;
 
-/// A sequence model: `rnn`, a stack of `n_layers` recurrent layers of one cell kind, and
+/// A sequence model: `rnn`, a stack of `n_layers` recurrent layers of one cell type `C`, and
 /// `head`, a linear read-out applied to the top layer's h at the last step or at every step.
+///
+/// `C` is [`AnyCell`] for models built from a config ([`ModelConfig::build`]); a model of
+/// your own cell comes from [`ModelConfig::build_with`].
 ///
 /// Parameters: `rnn.layers.{l}.w_ih`, `rnn.layers.{l}.w_hh`, `rnn.layers.{l}.b_ih`,
 /// `rnn.layers.{l}.b_hh` (PyTorch layout and gate order), `head.weight` `[output_dim,
@@ -190,31 +294,44 @@ pub const EVAL_CHUNK: usize = 256;
 /// inputs `[time, batch, input_dim]`; predictions `[batch, output_dim]` (last-step losses) or
 /// `[time, batch, output_dim]` ([`LossKind::CrossEntropyEvery`]).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SeqModel<F: Float> {
+pub struct SeqModel<F: Float, C = AnyCell<F>> {
     config: ModelConfig,
-    rnn: Recurrent<F, AnyCell<F>>,
+    rnn: Recurrent<F, C>,
     head: Linear<F>,
 }
 
-impl<F: Float> SeqModel<F> {
+/// One forward pass, the loss, and the backward pass when the loss allows it.
+pub(crate) struct Pass<F> {
+    pub(crate) fwd: Forward<F>,
+    pub(crate) loss: f64,
+    pub(crate) predictions: ArrayD<F>,
+    pub(crate) bwd: Option<Backward<F>>,
+}
+
+impl<F: Float, C: Cell<F>> SeqModel<F, C> {
     /// The configuration it was built from.
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
 
     /// The recurrent stack.
-    pub fn rnn(&self) -> &Recurrent<F, AnyCell<F>> {
+    pub fn rnn(&self) -> &Recurrent<F, C> {
         &self.rnn
     }
 
     /// The recurrent stack, mutable.
-    pub fn rnn_mut(&mut self) -> &mut Recurrent<F, AnyCell<F>> {
+    pub fn rnn_mut(&mut self) -> &mut Recurrent<F, C> {
         &mut self.rnn
     }
 
     /// The read-out.
     pub fn head(&self) -> &Linear<F> {
         &self.head
+    }
+
+    /// The read-out, mutable (e.g. to set its weights).
+    pub fn head_mut(&mut self) -> &mut Linear<F> {
+        &mut self.head
     }
 
     /// Switches training/evaluation behaviour (normalised cells; a no-op for the others).
@@ -229,13 +346,27 @@ impl<F: Float> SeqModel<F> {
     /// # Errors
     /// As [`Recurrent::forward`]: wrong input width, empty input, non-finite input.
     pub fn predict(&mut self, x: ArrayView3<'_, F>) -> Result<ArrayD<F>> {
+        self.predict_from(x, None)
+    }
+
+    /// [`SeqModel::predict`] from given initial states, one per layer `[batch, state_width]`
+    /// (zeros if `None`); build them with [`State::from_parts`] or take a previous run's
+    /// final states.
+    ///
+    /// # Errors
+    /// As [`SeqModel::predict`], and [`Error::Shape`] for initial states of the wrong number,
+    /// batch, width or parts.
+    pub fn predict_from(&mut self, x: ArrayView3<'_, F>, init: Option<&[State<F>]>) -> Result<ArrayD<F>> {
         let (t, b, _) = x.dim();
         let o = self.config.output_dim;
         let every = self.config.loss.every_step();
         let mut out = if every { ArrayD::zeros(vec![t, b, o]) } else { ArrayD::zeros(vec![b, o]) };
         for start in (0..b.max(1)).step_by(EVAL_CHUNK) {
             let end = (start + EVAL_CHUNK).min(b);
-            let fwd = self.rnn.forward(x.slice(s![.., start..end, ..]), None)?;
+            let chunk_init: Option<Vec<State<F>>> = init
+                .map(|states| states.iter().map(|st| st.rows(start..end)).collect::<Result<Vec<_>>>())
+                .transpose()?;
+            let fwd = self.rnn.forward(x.slice(s![.., start..end, ..]), chunk_init.as_deref())?;
             let (ft, fb, h) = fwd.outputs.dim();
             if every {
                 let flat = fwd.outputs.view().into_shape_with_order((ft * fb, h)).map_err(shape_err)?;
@@ -272,9 +403,35 @@ impl<F: Float> SeqModel<F> {
     /// As [`Recurrent::forward`] / [`Recurrent::backward`], and [`Error::Config`] /
     /// [`Error::Shape`] for targets that do not fit the loss or the batch.
     pub fn loss_and_grad(&mut self, batch: &Batch<F>, telemetry: bool) -> Result<LossAndGrad> {
-        const OP: &str = "SeqModel::loss_and_grad";
-        self.check_targets(OP, batch)?;
-        let fwd = self.rnn.forward(batch.inputs.view(), None)?;
+        let pass = self.pass("SeqModel::loss_and_grad", batch, GradOptions::default())?;
+        let Pass { fwd, loss, bwd, .. } = pass;
+        self.rnn.recycle(fwd.cache);
+        let Some(bwd) = bwd else {
+            return Ok(LossAndGrad { loss, backward: false, step_grad_norms: None });
+        };
+        let step_grad_norms = telemetry.then(|| bwd.step_grads.iter().map(|g| g.norms(0)).collect());
+        self.rnn.recycle_grads(bwd);
+        Ok(LossAndGrad { loss, backward: true, step_grad_norms })
+    }
+
+    /// One training pass that keeps everything: the loss, the predictions, and (if the loss is
+    /// finite) the backward pass — ∂L/∂x if asked for, ∂L/∂(initial state) of each layer and
+    /// the full per-step state gradients ∂L/∂s_t ([`rnnlab_cells::StepGrads`]) — while *adding* ∂L/∂θ into
+    /// every gradient, like [`SeqModel::loss_and_grad`].
+    ///
+    /// # Errors
+    /// As [`SeqModel::loss_and_grad`], and [`Error::Shape`] for initial states that do not fit.
+    pub fn loss_and_grads(&mut self, batch: &Batch<F>, options: GradOptions<'_, F>) -> Result<ModelGrads<F>> {
+        let Pass { fwd, loss, predictions, bwd } = self.pass("SeqModel::loss_and_grads", batch, options)?;
+        self.rnn.recycle(fwd.cache);
+        Ok(ModelGrads { loss, predictions, backward: bwd })
+    }
+
+    /// [`SeqModel::loss_and_grads`] without giving the buffers back: the caller gets the
+    /// forward pass (with its cache, for Jacobian products) and must recycle what it keeps.
+    pub(crate) fn pass(&mut self, op: &str, batch: &Batch<F>, options: GradOptions<'_, F>) -> Result<Pass<F>> {
+        self.check_targets(op, batch)?;
+        let fwd = self.rnn.forward(batch.inputs.view(), options.init)?;
         let (t, b, h) = fwd.outputs.dim();
         let every = self.config.loss.every_step();
         let head_in = if every {
@@ -283,32 +440,28 @@ impl<F: Float> SeqModel<F> {
             fwd.outputs.index_axis(Axis(0), t - 1).to_owned()
         };
         let (pred, head_cache) = self.head.forward(head_in.view())?;
-        let pred_dyn = if every {
+        let predictions = if every {
             pred.into_shape_with_order((t, b, self.config.output_dim)).map_err(shape_err)?.into_dyn()
         } else {
             pred.into_dyn()
         };
-        let LossValue { loss, grad } = self.loss_of(&pred_dyn, &batch.targets)?;
+        let LossValue { loss, grad } = self.loss_of(&predictions, &batch.targets)?;
         if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-            self.rnn.recycle(fwd.cache);
-            return Ok(LossAndGrad { loss, backward: false, step_grad_norms: None });
+            return Ok(Pass { fwd, loss, predictions, bwd: None });
         }
         let dh = self.head.backward(&head_cache, grad.view())?;
         if dh.iter().any(|g| !g.is_finite()) {
-            self.rnn.recycle(fwd.cache);
-            return Ok(LossAndGrad { loss, backward: false, step_grad_norms: None });
+            return Ok(Pass { fwd, loss, predictions, bwd: None });
         }
-        let options = BackwardOptions::default().without_input_grad();
+        let mut backward_options = BackwardOptions::default();
+        backward_options.input_grad = options.input_grad;
         let bwd = if every {
-            let dh = dh.into_shape_with_order((t, b, h)).map_err(shape_err)?;
-            self.rnn.backward(&fwd.cache, OutputGrad::Every(dh.view()), options)?
+            let dh: Array3<F> = dh.into_shape_with_order((t, b, h)).map_err(shape_err)?;
+            self.rnn.backward(&fwd.cache, OutputGrad::Every(dh.view()), backward_options)?
         } else {
-            self.rnn.backward(&fwd.cache, OutputGrad::Last(dh.view()), options)?
+            self.rnn.backward(&fwd.cache, OutputGrad::Last(dh.view()), backward_options)?
         };
-        let step_grad_norms = telemetry.then(|| bwd.step_grads.iter().map(|g| g.norms(0)).collect());
-        self.rnn.recycle(fwd.cache);
-        self.rnn.recycle_grads(bwd);
-        Ok(LossAndGrad { loss, backward: true, step_grad_norms })
+        Ok(Pass { fwd, loss, predictions, bwd: Some(bwd) })
     }
 
     /// The loss of predictions (`[batch, out]` or `[time, batch, out]`) against targets, with
@@ -349,7 +502,7 @@ fn shape_err(e: ndarray::ShapeError) -> Error {
     Error::shape("SeqModel", "a standard-layout array", e.to_string())
 }
 
-impl<F: Float> Parameterized<F> for SeqModel<F> {
+impl<F: Float, C: Cell<F>> Parameterized<F> for SeqModel<F, C> {
     fn visit_params(&self, visitor: &mut dyn FnMut(&str, ParamView<'_, F>)) {
         visit_prefixed("rnn", &self.rnn, visitor);
         visit_prefixed("head", &self.head, visitor);

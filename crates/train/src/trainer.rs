@@ -3,14 +3,14 @@
 
 use std::time::Instant;
 
-use rnnlab_core::{Float, Parameterized, Result, Rng, seeded_rng};
+use rnnlab_core::{Cell, Error, Float, Parameterized, Result, Rng, seeded_rng};
 use rnnlab_optim::{FiniteOutcome, NonFiniteCounter, NonFinitePolicy, Optimizer, check_finite, clip};
-use rnnlab_tasks::{AnyTask, Batch, Task};
+use rnnlab_tasks::{Batch, DataSource, TaskConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Control, Divergence, DivergenceReason, EvalMetrics, Observer, RECENT_LOSSES, RunSummary, SeqModel, StepMetrics,
-    TrainConfig,
+    AnyCell, Control, Divergence, DivergenceReason, EvalMetrics, Observer, RECENT_LOSSES, RunSummary, SeqModel,
+    StepMetrics, TrainConfig,
 };
 
 /// The progress of a run, saved in checkpoints.
@@ -39,6 +39,10 @@ pub(crate) struct RunState {
 /// observer.on_step; every eval_every steps: evaluate, observer.on_eval
 /// ```
 ///
+/// A trainer of the built-in cells comes from a config alone ([`Trainer::new`]); a model of
+/// your own cell or your own data come in through [`Trainer::with_parts`] (the config then says
+/// `{"kind": "custom", …}` for the cell and `{"task": "data", …}` for the data).
+///
 /// # Examples
 /// ```
 /// use rnnlab_optim::{AdamConfig, ClipConfig};
@@ -57,10 +61,10 @@ pub(crate) struct RunState {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct Trainer<F: Float> {
+pub struct Trainer<F: Float, C = AnyCell<F>> {
     pub(crate) config: TrainConfig,
-    pub(crate) task: AnyTask,
-    pub(crate) model: SeqModel<F>,
+    pub(crate) data: Box<dyn DataSource<F>>,
+    pub(crate) model: SeqModel<F, C>,
     pub(crate) optimizer: Box<dyn Optimizer<F>>,
     pub(crate) rng: Rng,
     pub(crate) eval_set: Batch<F>,
@@ -77,17 +81,54 @@ impl<F: Float> Trainer<F> {
     pub fn new(config: TrainConfig) -> Result<Self> {
         let task = config.validate()?;
         let model = config.model.build::<F>()?;
-        let optimizer = config.optimizer.init::<F>()?;
-        let eval_set = match task.test_set::<F>() {
-            Some(test) => test,
-            None => {
-                let mut eval_rng = seeded_rng(config.eval_seed);
-                eval_rng.set_stream(1);
-                task.sample::<F>(config.eval_batch, &mut eval_rng)?
-            }
+        Self::assemble(config, model, Box::new(task))
+    }
+}
+
+impl<F: Float, C: Cell<F>> Trainer<F, C> {
+    /// A trainer of a model and data the caller built: a model of a custom cell
+    /// ([`crate::ModelConfig::build_with`]) and/or data of its own (any [`DataSource`], e.g.
+    /// [`rnnlab_tasks::ArrayData`]). The config must describe both: `config.model` must be the
+    /// model's own config, and `config.task` either the data's [`TaskConfig::Data`] spec or the
+    /// built-in task the data is. The held-out set is `data.eval_set(eval_batch, …)` drawn from
+    /// `eval_seed` on ChaCha8 stream 1.
+    ///
+    /// # Errors
+    /// As [`TrainConfig::validate_settings`]; [`Error::Config`] if `config.model` is not the
+    /// model's config, or `config.task` does not describe the data, or the model does not fit
+    /// the data ([`TrainConfig::check_data`]).
+    pub fn with_parts(config: TrainConfig, model: SeqModel<F, C>, data: Box<dyn DataSource<F>>) -> Result<Self> {
+        const OP: &str = "Trainer::with_parts";
+        config.validate_settings()?;
+        if model.config() != &config.model {
+            return Err(Error::config(
+                OP,
+                format!(
+                    "the model was built from another config ({}) than config.model ({})",
+                    model.config().architecture(),
+                    config.model.architecture()
+                ),
+            ));
+        }
+        let spec = data.spec();
+        let described = match &config.task {
+            TaskConfig::Data(s) => s.clone(),
+            built_in => DataSource::<F>::spec(&built_in.build()?),
         };
+        if described != spec {
+            return Err(Error::config(OP, format!("config.task describes {described:?}, the data is {spec:?}")));
+        }
+        config.check_data(&spec)?;
+        Self::assemble(config, model, data)
+    }
+
+    fn assemble(config: TrainConfig, model: SeqModel<F, C>, data: Box<dyn DataSource<F>>) -> Result<Self> {
+        let optimizer = config.optimizer.init::<F>()?;
+        let mut eval_rng = seeded_rng(config.eval_seed);
+        eval_rng.set_stream(1);
+        let eval_set = data.eval_set(config.eval_batch, &mut eval_rng)?;
         let rng = seeded_rng(config.seed);
-        Ok(Self { config, task, model, optimizer, rng, eval_set, state: RunState::default() })
+        Ok(Self { config, data, model, optimizer, rng, eval_set, state: RunState::default() })
     }
 
     /// The configuration.
@@ -96,12 +137,12 @@ impl<F: Float> Trainer<F> {
     }
 
     /// The model.
-    pub fn model(&self) -> &SeqModel<F> {
+    pub fn model(&self) -> &SeqModel<F, C> {
         &self.model
     }
 
     /// The model, mutable.
-    pub fn model_mut(&mut self) -> &mut SeqModel<F> {
+    pub fn model_mut(&mut self) -> &mut SeqModel<F, C> {
         &mut self.model
     }
 
@@ -110,9 +151,9 @@ impl<F: Float> Trainer<F> {
         self.optimizer.as_ref()
     }
 
-    /// The task.
-    pub fn task(&self) -> &AnyTask {
-        &self.task
+    /// The data it trains on (the task).
+    pub fn data(&self) -> &dyn DataSource<F> {
+        self.data.as_ref()
     }
 
     /// The held-out set.
@@ -139,7 +180,7 @@ impl<F: Float> Trainer<F> {
         let result = self.model.evaluate(&self.eval_set);
         self.model.set_training(true);
         let (loss, accuracy) = result?;
-        Ok(EvalMetrics { step: self.state.step, loss, accuracy, baseline_loss: self.task.baseline_loss() })
+        Ok(EvalMetrics { step: self.state.step, loss, accuracy, baseline_loss: self.data.baseline_loss() })
     }
 
     /// Trains until `n_steps` steps have been taken in total, an observer says stop, or the
@@ -174,7 +215,7 @@ impl<F: Float> Trainer<F> {
             final_train_loss: self.state.last_loss,
             final_eval: self.state.last_eval.clone(),
             best_eval: self.state.best_eval.clone(),
-            baseline_loss: self.task.baseline_loss(),
+            baseline_loss: self.data.baseline_loss(),
             diverged: self.state.diverged.clone(),
             stopped_early: stopped && self.state.step < self.config.n_steps,
             non_finite: self.state.non_finite.clone(),
@@ -208,7 +249,7 @@ impl<F: Float> Trainer<F> {
         let t = self.state.step;
         let cfg = &self.config;
         let telemetry = cfg.telemetry_every > 0 && t % cfg.telemetry_every == 0;
-        let batch = self.task.sample::<F>(cfg.batch_size, &mut self.rng)?;
+        let batch = self.data.sample(cfg.batch_size, &mut self.rng)?;
         self.model.zero_grad();
         let out = self.model.loss_and_grad(&batch, telemetry)?;
         let loss = out.loss;
@@ -436,7 +477,7 @@ pub(crate) mod tests {
         let same_seed =
             Trainer::<f32>::new(small(CellConfig::lstm()).with_seed(small(CellConfig::lstm()).eval_seed)).unwrap();
         let mut rng = seeded_rng(same_seed.config().seed);
-        let first = same_seed.task().sample::<f32>(8, &mut rng).unwrap();
+        let first = same_seed.data().sample(8, &mut rng).unwrap();
         assert_ne!(first.inputs.view(), same_seed.eval_set().inputs.slice(ndarray::s![.., ..8, ..]));
     }
 }

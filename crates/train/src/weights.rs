@@ -44,7 +44,7 @@ pub fn torch_name(name: &str) -> String {
     name.to_string()
 }
 
-impl<F: Float> SeqModel<F> {
+impl<F: Float, C: rnnlab_core::Cell<F>> SeqModel<F, C> {
     /// The weights as safetensors bytes under [`torch_name`]s, dtype `F32` or `F64` as `F`,
     /// with metadata `format = "pt"`, [`META_MODEL`] (the config as JSON) and [`META_DTYPE`].
     ///
