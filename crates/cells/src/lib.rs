@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod check;
 mod gru;
 mod kernels;
 mod linear;
@@ -23,6 +24,7 @@ mod step_worker;
 mod tests;
 mod threads;
 
+pub use check::check_recurrent;
 pub use gru::{Gru, GruConfig, GruVariant};
 pub use linear::{Linear, LinearConfig};
 pub use lstm::{Lstm, LstmConfig};

@@ -7,7 +7,7 @@ use rand::Rng as _;
 use rnnlab_core::{Error, Float, Result, Rng, validate};
 use serde::{Deserialize, Serialize};
 
-use crate::{AnyTask, Batch, TargetKind, Targets, Task, TaskConfig};
+use crate::{Batch, TargetKind, Targets, Task, TaskConfig};
 
 /// What a run's config says about data supplied by the caller: its name and shapes, so that a
 /// model can be checked against it and a checkpoint resumed only with data of the same form.
@@ -42,7 +42,7 @@ impl DataSpec {
 }
 
 /// A source of training batches and a held-out set: what the trainer needs of a task.
-/// Every built-in task ([`AnyTask`]) is one, and so is [`ArrayData`]; implement it for a
+/// Every [`Task`] (every built-in task, and [`AnyTask`]) is one, and so is [`ArrayData`]; implement it for a
 /// generator of your own.
 ///
 /// Batches must be a pure function of the generator's state, so that a run is reproducible
@@ -84,7 +84,7 @@ pub trait DataSource<F: Float>: std::fmt::Debug + Send {
     }
 }
 
-impl<F: Float> DataSource<F> for AnyTask {
+impl<F: Float, T: Task + std::fmt::Debug + Send> DataSource<F> for T {
     fn name(&self) -> String {
         Task::name(self)
     }

@@ -9,6 +9,7 @@ use rnnlab_init::Init;
 
 /// An IndRNN layer with activation `A` (the paper uses ReLU).
 #[derive(Clone, Debug)]
+#[allow(unreachable_pub)]
 pub struct IndRnn<F: Float, A> {
     act: A,
     w: Param<F, Ix2>, // [H, I]
@@ -18,6 +19,7 @@ pub struct IndRnn<F: Float, A> {
 
 impl<F: Float, A: ActivationFn<F>> IndRnn<F, A> {
     /// W Xavier-uniform, u uniform in [u_low, u_high] (the paper: [0, 1] for ReLU), b = 0.
+    #[allow(unreachable_pub)]
     pub fn new(input_dim: usize, hidden_dim: usize, act: A, u_low: f64, u_high: f64, rng: &mut Rng) -> Result<Self> {
         let w = Init::XavierUniform { gain: 1.0 }.array2(hidden_dim, input_dim, rng)?;
         let u = Init::Uniform { low: u_low, high: u_high }.array1(hidden_dim, rng)?;

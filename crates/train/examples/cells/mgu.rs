@@ -11,6 +11,7 @@ use rnnlab_init::Init;
 
 /// A minimal gated unit.
 #[derive(Clone, Debug)]
+#[allow(unreachable_pub)]
 pub struct Mgu<F: Float> {
     p: [Param<F, Ix2>; 4], // w_f [H, I], u_f [H, H], w_h [H, I], u_h [H, H]
     b: [Param<F, Ix1>; 2], // b_f, b_h [H]
@@ -20,6 +21,7 @@ const NAMES: [&str; 6] = ["w_f", "u_f", "w_h", "u_h", "b_f", "b_h"];
 
 impl<F: Float> Mgu<F> {
     /// Input weights Xavier-uniform, recurrent weights orthogonal, b_f = 1 (gates start open), b_h = 0.
+    #[allow(unreachable_pub)]
     pub fn new(input_dim: usize, hidden_dim: usize, rng: &mut Rng) -> Result<Self> {
         let (xav, orth) = (Init::XavierUniform { gain: 1.0 }, Init::Orthogonal { gain: 1.0 });
         let p = [
