@@ -60,16 +60,30 @@ fn flops(gates: usize, h: usize, t: usize) -> u64 {
 /// Benchmarks the training step of the cells `make(h, t)` builds, in the group `{name}_{threads}t`,
 /// at every H and T of the issue (H ≤ 128 only with `RNNLAB_BENCH_QUICK=1`); `gates` sets the
 /// FLOP count of the throughput.
+#[allow(dead_code)] // not every bench binary that includes this module calls it
 pub(crate) fn bench_cell<C: Cell<f32>>(c: &mut Criterion, name: &str, gates: usize, make: impl Fn(usize, usize) -> C) {
     let quick = std::env::var_os("RNNLAB_BENCH_QUICK").is_some();
+    let shapes: Vec<(usize, usize)> = [50, 200]
+        .into_iter()
+        .flat_map(|t| [32, 128, 256, 512].into_iter().map(move |h| (h, t)))
+        .filter(|&(h, _)| !quick || h <= 128)
+        .collect();
+    bench_cell_at(c, name, gates, &shapes, make);
+}
+
+/// [`bench_cell`] at the given `(H, T)` shapes only.
+pub(crate) fn bench_cell_at<C: Cell<f32>>(
+    c: &mut Criterion,
+    name: &str,
+    gates: usize,
+    shapes: &[(usize, usize)],
+    make: impl Fn(usize, usize) -> C,
+) {
     let threads = rnnlab_cells::threads();
     let mut group = c.benchmark_group(format!("{name}_{threads}t"));
     group.sample_size(10);
-    for t in [50, 200] {
-        for h in [32, 128, 256, 512] {
-            if quick && h > 128 {
-                continue;
-            }
+    for &(h, t) in shapes {
+        {
             group.throughput(Throughput::Elements(flops(gates, h, t)));
             // Criterion calls the routine once per sample: the model is built at the first call
             // (so that a filtered run only builds what it measures) and kept, so that every
