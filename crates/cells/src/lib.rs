@@ -1,5 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(test)]
+mod bidir_tests;
+mod bidirectional;
 mod gru;
 mod kernels;
 mod linear;
@@ -22,6 +25,7 @@ mod step_worker;
 mod tests;
 mod threads;
 
+pub use bidirectional::{BiBackward, BiCache, BiForward, Bidirectional, Direction};
 pub use gru::{Gru, GruConfig, GruVariant};
 pub use linear::{Linear, LinearConfig};
 pub use lstm::{Lstm, LstmConfig};
