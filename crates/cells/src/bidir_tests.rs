@@ -441,6 +441,10 @@ fn error_bad_construction() {
     // Layer 1 reading H instead of 2H.
     let e = err_text(Bidirectional::new(vec![(lstm(3, 4, 0), lstm(3, 4, 1)), (lstm(4, 4, 2), lstm(4, 4, 3))]));
     assert!(e.contains("layer 1 input_dim = 2 · layer 0 hidden_dim = 8") && e.contains("got 4"), "{e}");
+    // Two kinds of cell in one layer: a reset-after and a reset-before GRU.
+    let before = GruConfig::new(3, 4).with_variant(GruVariant::ResetBefore).init::<f64>(&mut seeded_rng(1)).unwrap();
+    let e = Bidirectional::new(vec![(gru(3, 4, 0), before)]).unwrap_err();
+    assert!(matches!(e, Error::Config { .. }) && e.to_string().contains("gru_reset_before"), "{e}");
 }
 
 #[test]

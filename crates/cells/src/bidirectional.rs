@@ -575,8 +575,17 @@ impl<F: Float, C: Cell<F>> Bidirectional<F, C> {
                     layer.rev.recycle_grads(Backward { dx: Some(b), d_init: Vec::new(), step_grads: Vec::new() });
                     Some(a)
                 }
-                // Both directions were asked the same (`need_dx`).
-                _ => None,
+                (None, None) if !need_dx => None,
+                // Cannot happen: `Recurrent::backward` returns ∂L/∂x exactly when asked, and both
+                // directions were asked the same (`need_dx`). An error rather than a silent
+                // `None`, which would hand the layer below the top layer's output gradient.
+                _ => {
+                    return Err(Error::shape(
+                        op,
+                        format!("input gradients of both directions of layer {l}"),
+                        "one or none",
+                    ));
+                }
             };
             if l == 0 {
                 dx_bottom = dx;
