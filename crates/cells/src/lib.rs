@@ -1,5 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(test)]
+mod bidir_tests;
+mod bidirectional;
 mod check;
 mod gru;
 mod kernels;
@@ -24,6 +27,7 @@ mod step_worker;
 mod tests;
 mod threads;
 
+pub use bidirectional::{BiBackward, BiCache, BiForward, Bidirectional, Direction};
 pub use check::check_recurrent;
 pub use gru::{Gru, GruConfig, GruVariant};
 pub use linear::{Linear, LinearConfig};

@@ -155,6 +155,24 @@ impl<F: Float> StepGrads<F> {
     pub fn norms(&self, k: usize) -> Vec<f64> {
         self.part(k).outer_iter().map(|g| g.iter().map(|v| v.as_f64().powi(2)).sum::<f64>().sqrt()).collect()
     }
+
+    /// Reverses the time axis in place (step t becomes step T − 1 − t): a bidirectional
+    /// stack's reverse direction reports its steps in the original time order.
+    pub(crate) fn reverse_time(&mut self) {
+        let step = self.data.shape()[1] * self.data.shape()[2];
+        match self.data.as_slice_mut() {
+            // Reversing everything reverses the order of the steps and each step's values;
+            // reversing each step again restores its values.
+            Some(v) if step > 0 => {
+                v.reverse();
+                for block in v.chunks_exact_mut(step) {
+                    block.reverse();
+                }
+            }
+            Some(_) => {}
+            None => self.data = self.data.slice(s![..;-1, .., ..]).to_owned(),
+        }
+    }
 }
 
 /// Options of [`Recurrent::backward`]; the default is full BPTT from the output gradients
