@@ -453,8 +453,7 @@ impl<F: Float, C: Cell<F>> SeqModel<F, C> {
         if dh.iter().any(|g| !g.is_finite()) {
             return Ok(Pass { fwd, loss, predictions, bwd: None });
         }
-        let mut backward_options = BackwardOptions::default();
-        backward_options.input_grad = options.input_grad;
+        let backward_options = BackwardOptions { input_grad: options.input_grad, ..BackwardOptions::default() };
         let bwd = if every {
             let dh: Array3<F> = dh.into_shape_with_order((t, b, h)).map_err(shape_err)?;
             self.rnn.backward(&fwd.cache, OutputGrad::Every(dh.view()), backward_options)?
