@@ -7,6 +7,8 @@ mod gradcheck;
 mod layer;
 mod param;
 mod rng;
+mod state_dict;
+mod torch_names;
 pub mod validate;
 
 pub use cell::{Cell, SeqRefs, State, StepRefs};
@@ -16,3 +18,5 @@ pub use gradcheck::{GradCheck, GradCheckReport, Mismatch, NamedInput, check_fn, 
 pub use layer::Layer;
 pub use param::{Param, ParamView, ParamViewMut, Parameterized, visit_prefixed, visit_prefixed_mut};
 pub use rng::{Rng, seeded_rng};
+pub use state_dict::{MAX_LISTED_NAMES, StateDict};
+pub use torch_names::{TORCH_RNN_PARAMS, from_torch, to_torch, torch_round_trips};
