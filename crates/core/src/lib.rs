@@ -18,5 +18,5 @@ pub use gradcheck::{GradCheck, GradCheckReport, Mismatch, NamedInput, check_fn, 
 pub use layer::Layer;
 pub use param::{Param, ParamView, ParamViewMut, Parameterized, visit_prefixed, visit_prefixed_mut};
 pub use rng::{Rng, seeded_rng};
-pub use state_dict::{MAX_LISTED_NAMES, StateDict};
+pub use state_dict::{MAX_LISTED_NAMES, StateDict, list_names};
 pub use torch_names::{TORCH_RNN_PARAMS, from_torch, to_torch, torch_round_trips};

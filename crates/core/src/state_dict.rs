@@ -187,8 +187,15 @@ impl<'de, F: Float> Deserialize<'de> for StateDict<F> {
     }
 }
 
-/// `` `a`, `b`, … (N in all) ``: at most [`MAX_LISTED_NAMES`] names, then the count.
-pub(crate) fn list_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+/// Names for an error message: `` `a`, `b`, `c` ``, at most [`MAX_LISTED_NAMES`] of them
+/// then `… (N in all)`; `none` for no names.
+///
+/// # Examples
+/// ```
+/// assert_eq!(rnnlab_core::list_names(["w", "b"]), "`w`, `b`");
+/// assert_eq!(rnnlab_core::list_names([]), "none");
+/// ```
+pub fn list_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let names: Vec<&str> = names.into_iter().collect();
     let shown: Vec<String> = names.iter().take(MAX_LISTED_NAMES).map(|n| format!("`{n}`")).collect();
     let mut s = shown.join(", ");

@@ -1,44 +1,44 @@
 //! The two-way mapping between rnnlab's parameter names (`layers.0.w_ih`) and PyTorch's
-//! (`weight_ih_l0`), for any stack under any prefix.
-//!
-//! rnnlab visits parameters by its own stable names: a recurrent stack names layer `l`'s
-//! parameters `layers.{l}.{p}` with `p` one of `w_ih`, `w_hh`, `b_ih`, `b_hh` (the reverse
-//! direction of a bidirectional layer `layers.{l}.reverse.{p}`), and a container prefixes its
-//! children (`rnn.`, `head.`). PyTorch's `nn.RNN`/`nn.LSTM`/`nn.GRU` name the same tensors
-//! `weight_ih_l{l}`, `weight_hh_l{l}`, `bias_ih_l{l}`, `bias_hh_l{l}`, with a `_reverse` suffix
-//! for the reverse direction. Layouts are identical (`[gates·H, in]`, gate order i, f, g, o for
-//! the LSTM and r, z, n for the GRU), so a tensor crosses over by its name alone.
-//!
-//! | rnnlab | PyTorch |
-//! |---|---|
-//! | `{prefix}layers.{l}.w_ih` | `{prefix}weight_ih_l{l}` |
-//! | `{prefix}layers.{l}.w_hh` | `{prefix}weight_hh_l{l}` |
-//! | `{prefix}layers.{l}.b_ih` | `{prefix}bias_ih_l{l}` |
-//! | `{prefix}layers.{l}.b_hh` | `{prefix}bias_hh_l{l}` |
-//! | `{prefix}layers.{l}.reverse.{p}` | `{prefix}{torch(p)}_l{l}_reverse` |
-//! | anything else (`head.weight`, `layers.0.norm_x.gamma`) | unchanged |
-//!
-//! Here `{prefix}` is empty or any dot-terminated string (`rnn.`, `encoder.rnn.`) and `{l}` is
-//! a non-empty run of ASCII digits, copied verbatim.
-//!
-//! # Round trips
-//! Both functions are total (every string maps to a string) and they invert each other on
-//! the names that can occur:
-//! - `from_torch(&to_torch(n)) == n` for every name `n` whose last dot-separated segment is
-//!   not itself of PyTorch's form `{weight|bias}_{ih|hh}_l{digits}[_reverse]` — every name a
-//!   built-in layer, cell or model produces (tested over all of them in `rnnlab-train`);
-//! - `to_torch(&from_torch(t)) == t` for every name `t` that does not end in
-//!   `layers.{l}.{p}` or `layers.{l}.reverse.{p}` — every name of a PyTorch `state_dict`.
-//!
-//! A name outside its domain (a user's cell that calls a parameter `weight_ih_l0`) would not
-//! survive the round trip; [`torch_round_trips`] says whether one does, and rnnlab's
-//! safetensors writer refuses such a name instead of writing a file that does not load back.
+//! (`weight_ih_l0`), for any stack under any prefix (the table is on [`to_torch`]).
 
 /// rnnlab's four recurrent parameter names and PyTorch's stems for them, in visiting order.
 pub const TORCH_RNN_PARAMS: [(&str, &str); 4] =
     [("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"), ("b_hh", "bias_hh")];
 
-/// PyTorch's name for an rnnlab parameter name (see the [module docs](self) for the table).
+/// PyTorch's name for an rnnlab parameter name.
+///
+/// rnnlab visits parameters by its own stable names: a recurrent stack names layer `l`'s
+/// parameters `layers.{l}.{p}` with `p` one of `w_ih`, `w_hh`, `b_ih`, `b_hh` (the reverse
+/// direction of a bidirectional layer `layers.{l}.reverse.{p}`), and a container prefixes its
+/// children (`rnn.`, `head.`). PyTorch's `nn.RNN`/`nn.LSTM`/`nn.GRU` name the same tensors
+/// `weight_ih_l{l}`, `weight_hh_l{l}`, `bias_ih_l{l}`, `bias_hh_l{l}`, with a `_reverse` suffix
+/// for the reverse direction. Layouts are identical (`[gates·H, in]`, gate order i, f, g, o for
+/// the LSTM and r, z, n for the GRU), so a tensor crosses over by its name alone.
+///
+/// | rnnlab | PyTorch |
+/// |---|---|
+/// | `{prefix}layers.{l}.w_ih` | `{prefix}weight_ih_l{l}` |
+/// | `{prefix}layers.{l}.w_hh` | `{prefix}weight_hh_l{l}` |
+/// | `{prefix}layers.{l}.b_ih` | `{prefix}bias_ih_l{l}` |
+/// | `{prefix}layers.{l}.b_hh` | `{prefix}bias_hh_l{l}` |
+/// | `{prefix}layers.{l}.reverse.{p}` | `{prefix}{torch(p)}_l{l}_reverse` |
+/// | anything else (`head.weight`, `layers.0.norm_x.gamma`) | unchanged |
+///
+/// Here `{prefix}` is empty or any dot-terminated string (`rnn.`, `encoder.rnn.`) and `{l}` is
+/// a non-empty run of ASCII digits, copied verbatim.
+///
+/// # Round trips
+/// Both functions are total (every string maps to a string) and they invert each other on
+/// the names that can occur:
+/// - `from_torch(&to_torch(n)) == n` for every name `n` whose last dot-separated segment is
+///   not itself of PyTorch's form `{weight|bias}_{ih|hh}_l{digits}[_reverse]` — every name a
+///   built-in layer, cell or model produces (tested over all of them in `rnnlab-train`);
+/// - `to_torch(&from_torch(t)) == t` for every name `t` that does not end in
+///   `layers.{l}.{p}` or `layers.{l}.reverse.{p}` — every name of a PyTorch `state_dict`.
+///
+/// A name outside its domain (a user's cell that calls a parameter `weight_ih_l0`) would not
+/// survive the round trip; [`torch_round_trips`] says whether one does, and rnnlab's
+/// safetensors writer refuses such a name instead of writing a file that does not load back.
 ///
 /// # Examples
 /// ```
@@ -68,8 +68,8 @@ pub fn to_torch(name: &str) -> String {
     format!("{prefix}{torch}_l{layer}{suffix}")
 }
 
-/// The rnnlab name for a PyTorch parameter name: the inverse of [`to_torch`] (see the
-/// [module docs](self) for the table and the domains on which the two invert each other).
+/// The rnnlab name for a PyTorch parameter name: the inverse of [`to_torch`] (see there for
+/// the table and the domains on which the two invert each other).
 ///
 /// # Examples
 /// ```

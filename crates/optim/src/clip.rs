@@ -363,7 +363,7 @@ mod tests {
         let want: Vec<F> = pre.iter().map(|&g| g * F::of(c)).collect();
         assert_eq!(m.p.grad.to_vec(), want, "{} max_norm {max_norm}", F::NAME);
         assert_eq!(r.params[0].coefficient, Some(c));
-        assert!(c <= 1.0 && (c == 1.0) == !r.fired);
+        assert!(c <= 1.0 && (c < 1.0) == r.fired);
         if r.fired {
             // c = max_norm/(‖g‖ + 1e-6) and scale = post/pre agree up to rounding
             assert!((c - max_norm / (r.pre_norm + GLOBAL_NORM_EPS)).abs() <= 1e-15 * c);
