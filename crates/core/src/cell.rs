@@ -71,6 +71,58 @@ impl<F: Float> State<F> {
         (k < self.names.len()).then(|| self.data.slice(s![.., k * self.hidden_dim..(k + 1) * self.hidden_dim]))
     }
 
+    /// A state from named parts, e.g. `[("h", h0), ("c", c0)]` for an LSTM, copied side by
+    /// side in the given order (put `h` first: part 0 is the hidden output).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for no parts, a repeated name or parts of width 0; [`Error::Shape`]
+    /// naming the first part whose `[batch, width]` differs from the first part's.
+    ///
+    /// # Examples
+    /// ```
+    /// use ndarray::Array2;
+    /// use rnnlab_core::State;
+    /// let (h0, c0) = (Array2::<f32>::zeros((2, 3)), Array2::<f32>::ones((2, 3)));
+    /// let s = State::from_parts(&[("h", h0.view()), ("c", c0.view())])?;
+    /// assert_eq!(s.data().shape(), &[2, 6]);
+    /// assert_eq!(s.part_by_name("c"), Some(c0.view()));
+    /// # Ok::<(), rnnlab_core::Error>(())
+    /// ```
+    pub fn from_parts(parts: &[(&str, ArrayView2<'_, F>)]) -> Result<Self> {
+        const OP: &str = "State::from_parts";
+        let Some((first_name, first)) = parts.first() else {
+            return Err(Error::config(OP, "a state needs at least one part"));
+        };
+        let (batch, width) = first.dim();
+        for (i, (name, p)) in parts.iter().enumerate() {
+            if parts.iter().take(i).any(|(n, _)| n == name) {
+                return Err(Error::config(OP, format!("part `{name}` appears twice")));
+            }
+            if p.dim() != (batch, width) {
+                return Err(Error::shape(
+                    OP,
+                    format!("part `{name}` [{batch}, {width}] (the shape of part `{first_name}`)"),
+                    format!("{:?}", p.shape()),
+                ));
+            }
+        }
+        let mut data = Array2::zeros((batch, parts.len() * width));
+        for (k, (_, p)) in parts.iter().enumerate() {
+            // Every part is [batch, width] (checked above), the slice too.
+            data.slice_mut(s![.., k * width..(k + 1) * width]).assign(p);
+        }
+        let names: Vec<&str> = parts.iter().map(|(n, _)| *n).collect();
+        Self::new(&names, width, data).map_err(|e| match e {
+            Error::Config { msg, .. } => Error::config(OP, msg),
+            other => other,
+        })
+    }
+
+    /// The part called `name` (`"h"`, `"c"`), `[batch, hidden_dim]`; `None` if there is none.
+    pub fn part_by_name(&self, name: &str) -> Option<ArrayView2<'_, F>> {
+        self.part(self.names.iter().position(|n| n == name)?)
+    }
+
     /// The hidden output `h`, `[batch, hidden_dim]`.
     pub fn h(&self) -> ArrayView2<'_, F> {
         self.data.slice(s![.., ..self.hidden_dim])
@@ -252,5 +304,41 @@ pub trait Cell<F: Float>: Parameterized<F> {
         let mut drec = Array2::zeros((batch, self.rec_grad_dim()));
         let mut scratch = vec![F::zero(); self.scratch_len(batch)];
         self.step_backward(step, u, out, dxp.view_mut(), drec.view_mut(), &mut scratch)
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn state_from_named_parts() {
+        let h = array![[1.0f64, 2.0], [3.0, 4.0]];
+        let c = array![[5.0f64, 6.0], [7.0, 8.0]];
+        let s = State::from_parts(&[("h", h.view()), ("c", c.view())]).unwrap();
+        assert_eq!(s.data(), array![[1.0, 2.0, 5.0, 6.0], [3.0, 4.0, 7.0, 8.0]]);
+        assert_eq!((s.names(), s.hidden_dim(), s.batch()), (&["h".to_string(), "c".to_string()][..], 2, 2));
+        assert_eq!(s.part_by_name("c"), Some(c.view()));
+        assert_eq!(s.part_by_name("h"), Some(s.h()));
+        assert_eq!(s.part_by_name("n"), None);
+        // a transposed (non-standard) view is copied by element
+        let t = State::from_parts(&[("h", h.t())]).unwrap();
+        assert_eq!(t.h(), h.t());
+    }
+
+    #[test]
+    fn state_from_bad_parts_is_an_error() {
+        let a = Array2::<f32>::zeros((2, 3));
+        let e = State::<f32>::from_parts(&[]).unwrap_err();
+        assert!(matches!(e, Error::Config { .. }), "{e}");
+        let e = State::from_parts(&[("h", a.view()), ("c", Array2::zeros((3, 3)).view())]).unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }) && e.to_string().contains("part `c` [2, 3]"), "{e}");
+        let e = State::from_parts(&[("h", a.view()), ("c", Array2::zeros((2, 4)).view())]).unwrap_err();
+        assert!(e.to_string().contains("[2, 4]"), "{e}");
+        let e = State::from_parts(&[("h", a.view()), ("h", a.view())]).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        let e = State::from_parts(&[("h", Array2::<f32>::zeros((2, 0)).view())]).unwrap_err();
+        assert!(matches!(e, Error::Config { .. }), "{e}");
     }
 }

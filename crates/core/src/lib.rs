@@ -8,6 +8,8 @@ mod layer;
 mod param;
 mod rng;
 mod simple;
+mod state_dict;
+mod torch_names;
 pub mod validate;
 
 pub use cell::{Cell, SeqRefs, State, StepRefs};
@@ -18,3 +20,5 @@ pub use layer::Layer;
 pub use param::{Param, ParamView, ParamViewMut, Parameterized, visit_prefixed, visit_prefixed_mut};
 pub use rng::{Rng, seeded_rng};
 pub use simple::{Simple, SimpleCell, SimpleStep};
+pub use state_dict::{MAX_LISTED_NAMES, StateDict, list_names};
+pub use torch_names::{TORCH_RNN_PARAMS, from_torch, to_torch, torch_round_trips};

@@ -1,9 +1,9 @@
 //! Parameters and their visiting by stable names (`w_ih`, `w_hh`, `b_ih`, `b_hh`, `ln.gamma`).
 
-use ndarray::{Array, ArrayViewD, ArrayViewMutD, Dimension};
+use ndarray::{Array, ArrayD, ArrayViewD, ArrayViewMutD, Dimension};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::Float;
+use crate::{Float, Result, StateDict, state_dict};
 
 /// A learnable array with its gradient accumulator of the same shape.
 ///
@@ -67,7 +67,18 @@ pub struct ParamViewMut<'a, F> {
 /// Anything with learnable parameters, visited by stable names in a fixed order.
 ///
 /// The names are the ones used in checkpoints, reports and optimizer state; nested
-/// modules prefix their children's names with `"{prefix}."` (see [`visit_prefixed`]).
+/// modules prefix their children's names with `"{prefix}."` (see [`visit_prefixed`]). They are
+/// rnnlab's names (`layers.0.w_ih`); [`crate::to_torch`] / [`crate::from_torch`] map them to
+/// and from PyTorch's (`weight_ih_l0`).
+///
+/// Implementors write the two visits; everything else is provided: counting, zeroing, and
+/// PyTorch-style access by name — [`Parameterized::named_params`],
+/// [`Parameterized::get_param`], [`Parameterized::set_param`],
+/// [`Parameterized::state_dict`], [`Parameterized::load_state_dict`]. The setters write the
+/// values through [`Parameterized::visit_params_mut`], which is safe for every rnnlab cell:
+/// a cell's packed copies of its weights are refreshed from the values at each forward pass
+/// (see the cell invariants in docs/ARCHITECTURE.md), so the next forward uses what was set.
+/// Gradients are left as they are.
 pub trait Parameterized<F: Float> {
     /// Calls `visitor(name, param)` for every parameter, in a fixed order.
     fn visit_params(&self, visitor: &mut dyn FnMut(&str, ParamView<'_, F>));
@@ -92,6 +103,53 @@ pub trait Parameterized<F: Float> {
         let mut names = Vec::new();
         self.visit_params(&mut |name, _| names.push(name.to_string()));
         names
+    }
+
+    /// Every parameter's name and a copy of its value, in visiting order (PyTorch's
+    /// `named_parameters`).
+    fn named_params(&self) -> Vec<(String, ArrayD<F>)> {
+        let mut out = Vec::new();
+        self.visit_params(&mut |name, p| out.push((name.to_string(), p.value.to_owned())));
+        out
+    }
+
+    /// A copy of the value of parameter `name`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] for an unknown name, listing the known ones (at most
+    /// [`crate::MAX_LISTED_NAMES`], then the count).
+    fn get_param(&self, name: &str) -> Result<ArrayD<F>> {
+        state_dict::get_param(self, name)
+    }
+
+    /// Overwrites the value of parameter `name` with `value` (any memory layout); its gradient
+    /// is left alone.
+    ///
+    /// # Errors
+    /// [`crate::Error::NonFinite`] naming the first NaN/±∞ entry of `value`;
+    /// [`crate::Error::Shape`] naming the parameter, its shape and `value`'s;
+    /// [`crate::Error::Config`] for an unknown name, listing the known ones. On `Err` nothing
+    /// changed.
+    fn set_param(&mut self, name: &str, value: ArrayViewD<'_, F>) -> Result<()> {
+        state_dict::set_param(self, name, value)
+    }
+
+    /// Every parameter value by name, in visiting order (PyTorch's `state_dict`).
+    fn state_dict(&self) -> StateDict<F> {
+        self.named_params().into_iter().collect()
+    }
+
+    /// Overwrites every parameter value from `dict`, all or nothing: the names must be exactly
+    /// this model's (none missing, none unexpected), every shape must match and every value
+    /// be finite; only when all of that holds is anything written. Gradients are left alone.
+    ///
+    /// # Errors
+    /// - [`crate::Error::Format`] listing the missing and the unexpected names, and the
+    ///   expected names with their shapes.
+    /// - [`crate::Error::Shape`] listing every parameter whose shape differs: expected and got.
+    /// - [`crate::Error::NonFinite`] naming the first parameter (and index) holding NaN or ±∞.
+    fn load_state_dict(&mut self, dict: &StateDict<F>) -> Result<()> {
+        state_dict::load_state_dict(self, dict)
     }
 }
 

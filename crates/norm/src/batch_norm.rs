@@ -2,7 +2,7 @@
 //! (recurrent batch normalisation, Cooijmans et al. 2016), as a [`Layer`] and as the per-step
 //! building block of batch-normalised recurrent cells.
 
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Ix1};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Ix1};
 use rnnlab_core::{Error, Float, Layer, Param, ParamView, ParamViewMut, Parameterized, Result, validate};
 use serde::{Deserialize, Serialize};
 
@@ -185,6 +185,62 @@ pub struct BatchNormCache<F> {
 }
 
 impl<F: Float> BatchNorm<F> {
+    /// A layer in training mode from given parameters and running statistics (e.g. PyTorch's
+    /// `weight`, `bias`, `running_mean`, `running_var`, `eps` and `momentum`): γ, β `[n]`,
+    /// running statistics `[T_max, n]` (PyTorch's `[n]` is one row: `insert_axis(Axis(0))`).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for `n = 0`, `T_max = 0`, or arrays that disagree on n;
+    /// [`Error::NonFinite`] naming a NaN/±∞ entry; [`Error::Config`] for a negative running
+    /// variance, `eps` not finite and > 0 in f64 and in `F`, or `momentum` outside `[0, 1]`.
+    ///
+    /// # Examples
+    /// ```
+    /// use ndarray::array;
+    /// use rnnlab_norm::BatchNorm;
+    /// let bn = BatchNorm::from_params(array![1.0f64, 2.0], array![0.0, 0.0],
+    ///     array![[0.5, -1.0]], array![[4.0, 0.25]], 1e-5, 0.1)?;
+    /// assert_eq!((bn.n_features(), bn.time_steps()), (2, 1));
+    /// # Ok::<(), rnnlab_core::Error>(())
+    /// ```
+    pub fn from_params(
+        gamma: Array1<F>,
+        beta: Array1<F>,
+        running_mean: Array2<F>,
+        running_var: Array2<F>,
+        eps: f64,
+        momentum: f64,
+    ) -> Result<Self> {
+        let op = "BatchNorm::from_params";
+        checks::affine_params(op, &gamma, &beta, eps)?;
+        checks::momentum(op, momentum)?;
+        let n = gamma.len();
+        if running_mean.nrows() == 0 {
+            return Err(Error::shape(
+                op,
+                format!("running_mean [T_max ≥ 1, {n}]"),
+                format!("{:?}", running_mean.shape()),
+            ));
+        }
+        let mut bn = Self {
+            eps,
+            momentum,
+            training: true,
+            gamma: Param::new(gamma.as_standard_layout().into_owned()),
+            beta: Param::new(beta.as_standard_layout().into_owned()),
+            running_mean: Array2::zeros((running_mean.nrows(), n)),
+            running_var: Array2::ones((running_mean.nrows(), n)),
+            batch_stats: vec![F::zero(); 2 * n],
+        };
+        bn.set_running_stats(running_mean, running_var).map_err(|e| match e {
+            Error::Shape { expected, got, .. } => Error::shape(op, expected, got),
+            Error::NonFinite { what, .. } => Error::non_finite(op, what),
+            Error::Config { msg, .. } => Error::config(op, msg),
+            other => other,
+        })?;
+        Ok(bn)
+    }
+
     /// The feature width n.
     pub fn n_features(&self) -> usize {
         self.gamma.value.len()
@@ -238,6 +294,29 @@ impl<F: Float> BatchNorm<F> {
     /// The running variances `[T_max, n]`.
     pub fn running_var(&self) -> ArrayView2<'_, F> {
         self.running_var.view()
+    }
+
+    /// The values of γ `[n]`, mutable (the shape is fixed; a NaN written here propagates to
+    /// the outputs — [`Parameterized::set_param`] checks values first).
+    pub fn gamma_mut(&mut self) -> ArrayViewMut1<'_, F> {
+        self.gamma.value.view_mut()
+    }
+
+    /// The values of β `[n]`, mutable (see [`BatchNorm::gamma_mut`]).
+    pub fn beta_mut(&mut self) -> ArrayViewMut1<'_, F> {
+        self.beta.value.view_mut()
+    }
+
+    /// The running means `[T_max, n]`, mutable (the shape is fixed; [`BatchNorm::set_running_stats`]
+    /// checks values first).
+    pub fn running_mean_mut(&mut self) -> ArrayViewMut2<'_, F> {
+        self.running_mean.view_mut()
+    }
+
+    /// The running variances `[T_max, n]`, mutable. A negative or non-finite variance
+    /// written here makes the next evaluation-mode forward an `Err`, not a NaN.
+    pub fn running_var_mut(&mut self) -> ArrayViewMut2<'_, F> {
+        self.running_var.view_mut()
     }
 
     /// Replaces the running statistics (e.g. with PyTorch's), both `[T_max, n]`.
@@ -893,5 +972,50 @@ mod tests {
         assert!(matches!(bn.set_running_stats(m.clone(), nan.mapv(|v| v + 1.0)), Err(Error::NonFinite { .. })));
         let neg = array![[1.0, 1.0], [-0.5, 1.0]];
         assert!(matches!(bn.set_running_stats(m, neg), Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn from_params_and_mutable_access() {
+        let mut bn =
+            BatchNorm::from_params(array![2.0f64], array![0.5], array![[1.0], [3.0]], array![[4.0], [0.0]], 1e-5, 0.2)
+                .unwrap();
+        assert_eq!((bn.n_features(), bn.time_steps(), bn.momentum(), bn.is_training()), (1, 2, 0.2, true));
+        bn.set_training(false);
+        // step 0: (5 − 1)/√(4 + 1e-5)·2 + 0.5
+        let mut y = Array2::zeros((1, 1));
+        let (mut xhat, mut s) = ([0.0; 1], [0.0; 1]);
+        bn.forward_step(0, array![[5.0]].view(), y.view_mut(), &mut xhat, &mut s).unwrap();
+        assert!((y[[0, 0]] - (4.0 / (4.0f64 + 1e-5).sqrt() * 2.0 + 0.5)).abs() < 1e-12);
+        bn.running_mean_mut()[[0, 0]] = 5.0;
+        bn.gamma_mut()[0] = 1.0;
+        bn.beta_mut()[0] = 0.0;
+        bn.forward_step(0, array![[5.0]].view(), y.view_mut(), &mut xhat, &mut s).unwrap();
+        assert_eq!(y[[0, 0]], 0.0);
+        // a negative variance written through the view is an Err at use, not a NaN
+        bn.running_var_mut()[[1, 0]] = -1.0;
+        assert!(matches!(
+            bn.forward_step(1, array![[5.0]].view(), y.view_mut(), &mut xhat, &mut s),
+            Err(Error::Config { .. })
+        ));
+    }
+
+    #[test]
+    fn from_params_rejects_bad_parameters() {
+        let g = || array![1.0f32, 1.0];
+        let m = || array![[0.0f32, 0.0]];
+        let cases: Vec<(Result<BatchNorm<f32>>, &str)> = vec![
+            (BatchNorm::from_params(g(), array![0.0], m(), m(), 1e-5, 0.1), "beta"),
+            (BatchNorm::from_params(g(), g(), array![[0.0]], m(), 1e-5, 0.1), "running_mean"),
+            (BatchNorm::from_params(g(), g(), m(), array![[1.0, 1.0], [1.0, 1.0]], 1e-5, 0.1), "running_var"),
+            (BatchNorm::from_params(g(), g(), Array2::zeros((0, 2)), Array2::zeros((0, 2)), 1e-5, 0.1), "T_max"),
+            (BatchNorm::from_params(g(), g(), m(), array![[1.0, -1.0]], 1e-5, 0.1), ">= 0"),
+            (BatchNorm::from_params(g(), g(), array![[0.0, f32::NAN]], m(), 1e-5, 0.1), "running_mean"),
+            (BatchNorm::from_params(g(), g(), m(), m(), 1e-50, 0.1), "eps"),
+            (BatchNorm::from_params(g(), g(), m(), m(), 1e-5, 1.5), "momentum"),
+        ];
+        for (r, what) in cases {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains(what) && e.starts_with("BatchNorm::from_params"), "{what}: {e}");
+        }
     }
 }

@@ -25,6 +25,19 @@ pub(crate) fn eps<F: Float>(op: &str, eps: F) -> Result<()> {
     validate::positive_param(op, "eps", eps.as_f64())
 }
 
+/// The parameters of an affine normalisation: `gamma` and `beta` of one length `n ≥ 1`, both
+/// finite, and ε finite and > 0 in f64 and in `F`.
+pub(crate) fn affine_params<F: Float>(op: &str, gamma: &Array1<F>, beta: &Array1<F>, eps_f64: f64) -> Result<()> {
+    if gamma.is_empty() {
+        return Err(Error::shape(op, "gamma [n ≥ 1]", "[0]"));
+    }
+    validate::shape(op, "beta", gamma.shape(), beta.shape())?;
+    validate::finite_array(op, "gamma", &gamma.view())?;
+    validate::finite_array(op, "beta", &beta.view())?;
+    validate::positive_param(op, "eps", eps_f64)?;
+    eps(op, F::of(eps_f64))
+}
+
 /// `Err(Config)` unless `momentum` is finite and in `[0, 1]`.
 pub(crate) fn momentum(op: &str, momentum: f64) -> Result<()> {
     if !(momentum.is_finite() && (0.0..=1.0).contains(&momentum)) {

@@ -1,7 +1,7 @@
 //! Layer normalisation (Ba, Kiros & Hinton 2016) as a [`Layer`] and as the per-step building
 //! block of layer-normalised recurrent cells.
 
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Ix1};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Ix1};
 use rnnlab_core::{Error, Float, Layer, Param, ParamView, ParamViewMut, Parameterized, Result, validate};
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +126,33 @@ pub struct LayerNormCache<F> {
 }
 
 impl<F: Float> LayerNorm<F> {
+    /// A layer from given parameters (e.g. PyTorch's `weight` and `bias`), both `[n]`, with
+    /// zero gradients.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for `n = 0` or `beta` not of `gamma`'s length; [`Error::NonFinite`]
+    /// naming a NaN/±∞ entry; [`Error::Config`] unless `eps` is finite and > 0 both in f64
+    /// and in `F` (1e-50 is 0 in f32).
+    ///
+    /// # Examples
+    /// ```
+    /// use ndarray::array;
+    /// use rnnlab_norm::LayerNorm;
+    /// let ln = LayerNorm::from_params(array![1.0f32, 0.5], array![0.0, 0.1], 1e-5)?;
+    /// assert_eq!(ln.gamma().value, array![1.0, 0.5]);
+    /// assert!(LayerNorm::from_params(array![1.0f32], array![0.0], 1e-50).is_err());
+    /// # Ok::<(), rnnlab_core::Error>(())
+    /// ```
+    pub fn from_params(gamma: Array1<F>, beta: Array1<F>, eps: f64) -> Result<Self> {
+        let op = "LayerNorm::from_params";
+        checks::affine_params(op, &gamma, &beta, eps)?;
+        Ok(Self {
+            eps,
+            gamma: Param::new(gamma.as_standard_layout().into_owned()),
+            beta: Param::new(beta.as_standard_layout().into_owned()),
+        })
+    }
+
     /// The feature width n.
     pub fn n_features(&self) -> usize {
         self.gamma.value.len()
@@ -144,6 +171,17 @@ impl<F: Float> LayerNorm<F> {
     /// The bias β `[n]`.
     pub fn beta(&self) -> &Param<F, Ix1> {
         &self.beta
+    }
+
+    /// The values of γ `[n]`, mutable (the shape is fixed; a NaN written here propagates to
+    /// the outputs — [`Parameterized::set_param`] checks values first).
+    pub fn gamma_mut(&mut self) -> ArrayViewMut1<'_, F> {
+        self.gamma.value.view_mut()
+    }
+
+    /// The values of β `[n]`, mutable (see [`LayerNorm::gamma_mut`]).
+    pub fn beta_mut(&mut self) -> ArrayViewMut1<'_, F> {
+        self.beta.value.view_mut()
     }
 
     /// The forward of one step on caller-owned buffers: `x`, `y` `[rows, n]` (standard layout),
@@ -519,5 +557,40 @@ mod tests {
         assert!(matches!(ln.add_param_grads(input(2, 3).view(), &[0.0; 6]), Err(Error::Shape { .. })));
         assert!(matches!(ln.add_param_grads(input(2, 3).t(), &[0.0; 6]), Err(Error::Shape { .. })));
         assert!(matches!(ln.add_param_grads(dy.view(), &[0.0; 5]), Err(Error::Shape { .. })));
+    }
+
+    #[test]
+    fn from_params_and_mutable_access() {
+        let mut ln = LayerNorm::from_params(array![2.0f64, 0.5], array![0.1, -0.1], 1e-3).unwrap();
+        assert_eq!((ln.n_features(), ln.eps()), (2, 1e-3));
+        // x = [1, 3]: µ = 2, σ² = 1, s = 1/√1.001; y = γ ⊙ [−s, s] + β
+        let s = 1.0 / 1.001f64.sqrt();
+        let (y, _) = ln.forward(array![[1.0, 3.0]].view()).unwrap();
+        assert!((y[[0, 0]] - (-2.0 * s + 0.1)).abs() < 1e-12 && (y[[0, 1]] - (0.5 * s - 0.1)).abs() < 1e-12);
+        ln.gamma_mut().fill(1.0);
+        ln.beta_mut()[1] = 0.0;
+        let (y, _) = ln.forward(array![[1.0, 3.0]].view()).unwrap();
+        assert!((y[[0, 1]] - s).abs() < 1e-12);
+        // by name too, with the core's checks
+        ln.set_param("beta", array![1.0, 1.0].into_dyn().view()).unwrap();
+        assert_eq!(ln.beta().value, array![1.0, 1.0]);
+        assert!(ln.set_param("gamma", array![1.0].into_dyn().view()).is_err());
+    }
+
+    #[test]
+    fn from_params_rejects_bad_parameters() {
+        let ok = || (array![1.0f32, 1.0], array![0.0f32, 0.0]);
+        let (g, _) = ok();
+        assert!(matches!(LayerNorm::from_params(g, array![0.0f32], 1e-5), Err(Error::Shape { .. })));
+        assert!(matches!(LayerNorm::<f32>::from_params(array![], array![], 1e-5), Err(Error::Shape { .. })));
+        let (_, b) = ok();
+        let e = LayerNorm::from_params(array![1.0f32, f32::NAN], b, 1e-5).unwrap_err();
+        assert!(matches!(e, Error::NonFinite { .. }) && e.to_string().contains("gamma"), "{e}");
+        for eps in [0.0, -1e-5, f64::NAN, f64::INFINITY, 1e-50, 1e300] {
+            let (g, b) = ok();
+            assert!(matches!(LayerNorm::from_params(g, b, eps), Err(Error::Config { .. })), "eps {eps}");
+        }
+        // 1e-50 is a valid ε in f64
+        assert!(LayerNorm::from_params(array![1.0f64], array![0.0], 1e-50).is_ok());
     }
 }

@@ -115,6 +115,12 @@ impl ClipConfig {
 }
 
 /// What [`clip`] did.
+///
+/// `scale` is measured (`post_norm / pre_norm`); `coefficient` is the factor applied. They
+/// agree up to rounding when one factor scaled everything (`GlobalNorm`), and differ in
+/// meaning otherwise: for `PerParamNorm`, `Value` and `Agc` no single factor was applied, so
+/// `coefficient` is `None` and the per-parameter [`ParamClip::coefficient`] (norm modes) or
+/// counts tell what happened.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClipReport {
     /// Global L2 norm of all gradients before clipping, in f64.
@@ -123,6 +129,16 @@ pub struct ClipReport {
     pub post_norm: f64,
     /// `post_norm / pre_norm` when clipping fired (and `pre_norm > 0`), otherwise 1.
     pub scale: f64,
+    /// The one factor every gradient entry was multiplied by, computed in f64 and applied
+    /// rounded to the model's float `F` (`g ← g · F::of(coefficient)`):
+    /// - `None` mode: `Some(1.0)` (nothing applied);
+    /// - `GlobalNorm { max_norm }`: `Some(c)` with c = max_norm/(pre_norm + ε), ε =
+    ///   [`GLOBAL_NORM_EPS`] = 10⁻⁶ added to the norm in the denominator (PyTorch's
+    ///   `clip_grad_norm_`), when c < 1; `Some(1.0)` when c ≥ 1 (no entry changed, bits
+    ///   identical). So a norm of exactly `max_norm` fires with c = max_norm/(max_norm + 10⁻⁶).
+    /// - `PerParamNorm`, `Value`, `Agc`: `None` (no single factor; see [`ParamClip`]).
+    #[serde(default)]
+    pub coefficient: Option<f64>,
     /// Whether any gradient entry was changed.
     pub fired: bool,
     /// Per-parameter details, in visiting order.
@@ -141,6 +157,12 @@ pub struct ParamClip {
     /// How much was clipped: 1/0 for the norm modes, entries clamped for `Value`,
     /// units rescaled for `Agc`.
     pub n_clipped: usize,
+    /// The factor this parameter's gradient was multiplied by (in f64; applied rounded to
+    /// `F`): the global coefficient for `None`/`GlobalNorm`; for `PerParamNorm { max_norm }`
+    /// max_norm/‖gₚ‖ when ‖gₚ‖ > max_norm (no ε), else 1; `None` for `Value` and `Agc`
+    /// (elementwise or per unit).
+    #[serde(default)]
+    pub coefficient: Option<f64>,
 }
 
 /// Clips the model's gradients in place according to `config`; see [`ClipConfig`] for each mode.
@@ -214,10 +236,19 @@ pub fn clip<F: Float, M: Parameterized<F> + ?Sized>(model: &mut M, config: &Clip
         ClipConfig::GlobalNorm { max_norm } => max_norm / (pre_norm + GLOBAL_NORM_EPS),
         _ => 1.0,
     };
+    // What is applied: the coefficient only below 1 (see `scale_if`).
+    let coefficient = match config {
+        ClipConfig::None | ClipConfig::GlobalNorm { .. } => Some(global_coef.min(1.0)),
+        _ => None,
+    };
     // Pass 2: clip.
     let mut params = Vec::new();
     model.visit_params_mut(&mut |name, mut p| {
         let pre = l2_array(&p.grad.view());
+        let param_coef = match *config {
+            ClipConfig::PerParamNorm { max_norm } => Some(if pre > max_norm { max_norm / pre } else { 1.0 }),
+            _ => coefficient,
+        };
         let n_clipped = match *config {
             ClipConfig::None => 0,
             ClipConfig::GlobalNorm { .. } => scale_if(global_coef < 1.0, &mut p.grad, global_coef),
@@ -226,12 +257,18 @@ pub fn clip<F: Float, M: Parameterized<F> + ?Sized>(model: &mut M, config: &Clip
             ClipConfig::Agc { clipping, eps } => agc(p.value.view(), p.grad.view_mut(), clipping, eps),
         };
         let post = if n_clipped > 0 { l2_array(&p.grad.view()) } else { pre };
-        params.push(ParamClip { name: name.to_string(), pre_norm: pre, post_norm: post, n_clipped });
+        params.push(ParamClip {
+            name: name.to_string(),
+            pre_norm: pre,
+            post_norm: post,
+            n_clipped,
+            coefficient: param_coef,
+        });
     });
     let fired = params.iter().any(|p| p.n_clipped > 0);
     let post_norm = if fired { l2(params.iter().map(|p| p.post_norm)) } else { pre_norm };
     let scale = if fired && pre_norm > 0.0 { post_norm / pre_norm } else { 1.0 };
-    Ok(ClipReport { pre_norm, post_norm, scale, fired, params })
+    Ok(ClipReport { pre_norm, post_norm, scale, coefficient, fired, params })
 }
 
 /// g ← g·coef if `fire`; returns 1 if it fired.
@@ -314,6 +351,50 @@ mod tests {
         assert!(r.fired);
         assert_close(&[r.pre_norm, r.post_norm, r.scale], &[13.0, 13.0 * c, c], 1e-14);
         assert_eq!(r.params.iter().map(|p| p.n_clipped).collect::<Vec<_>>(), [1, 1]);
+    }
+
+    /// The reported coefficient, applied to the pre-clip gradients as `clip` applies it
+    /// (rounded to F), gives the post-clip gradients exactly.
+    fn coefficient_times_pre_is_post<F: Float>(max_norm: f64, grads: [f64; 2]) {
+        let mut m = Tiny::<F>::new([0.5, -0.5], grads);
+        let pre: Vec<F> = m.p.grad.to_vec();
+        let r = clip(&mut m, &ClipConfig::global_norm(max_norm)).unwrap();
+        let c = r.coefficient.unwrap();
+        let want: Vec<F> = pre.iter().map(|&g| g * F::of(c)).collect();
+        assert_eq!(m.p.grad.to_vec(), want, "{} max_norm {max_norm}", F::NAME);
+        assert_eq!(r.params[0].coefficient, Some(c));
+        assert!(c <= 1.0 && (c < 1.0) == r.fired);
+        if r.fired {
+            // c = max_norm/(‖g‖ + 1e-6) and scale = post/pre agree up to rounding
+            assert!((c - max_norm / (r.pre_norm + GLOBAL_NORM_EPS)).abs() <= 1e-15 * c);
+            assert!((c - r.scale).abs() < if F::NAME == "f32" { 1e-6 } else { 1e-12 }, "{c} vs {}", r.scale);
+        }
+    }
+
+    #[test]
+    fn global_norm_coefficient_is_what_was_applied() {
+        for max_norm in [0.1, 1.0, 4.9999, 5.0, 5.1, 1e3] {
+            coefficient_times_pre_is_post::<f64>(max_norm, [3.0, 4.0]);
+            coefficient_times_pre_is_post::<f32>(max_norm, [3.0, 4.0]);
+        }
+        coefficient_times_pre_is_post::<f64>(1.0, [0.0, 0.0]);
+        // exactly at the threshold the 1e-6 makes it fire: c = 5/(5 + 1e-6)
+        let mut m = Tiny::<f64>::new([0.0, 0.0], [3.0, 4.0]);
+        let r = clip(&mut m, &ClipConfig::global_norm(5.0)).unwrap();
+        assert_eq!(r.coefficient, Some(5.0 / (5.0 + 1e-6)));
+        // the other modes report per parameter, or not at all
+        let mut m = model();
+        let r = clip(&mut m, &ClipConfig::per_param_norm(6.0)).unwrap();
+        assert_eq!(r.coefficient, None);
+        assert_eq!((r.params[0].coefficient, r.params[1].coefficient), (Some(1.0), Some(0.5)));
+        let r = clip(&mut model(), &ClipConfig::value(1.0)).unwrap();
+        assert_eq!((r.coefficient, r.params[0].coefficient), (None, None));
+        let r = clip(&mut model(), &ClipConfig::None).unwrap();
+        assert_eq!(r.coefficient, Some(1.0));
+        // a report serialised before the field existed still reads
+        let old = r#"{"pre_norm":1.0,"post_norm":1.0,"scale":1.0,"fired":false,"params":[{"name":"w","pre_norm":1.0,"post_norm":1.0,"n_clipped":0}]}"#;
+        let back: ClipReport = serde_json::from_str(old).unwrap();
+        assert_eq!((back.coefficient, back.params[0].coefficient), (None, None));
     }
 
     #[test]

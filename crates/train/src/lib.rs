@@ -17,7 +17,12 @@ pub use config::{DEFAULT_EVAL_SEED, TrainConfig};
 pub use loss::{LossKind, LossValue, mse, softmax_cross_entropy};
 pub use model::{EVAL_CHUNK, GradOptions, LossAndGrad, ModelConfig, ModelGrads, ReadoutConfig, SeqModel};
 pub use observer::{Control, EvalMetrics, Observer, Progress, Recorder, Silent, StepMetrics};
-pub use safetensors::MAX_HEADER_BYTES;
+pub use safetensors::{
+    DtypePolicy, MAX_HEADER_BYTES, read_state_dict, read_state_dict_file, state_dict_to_safetensors,
+};
 pub use summary::{Divergence, DivergenceReason, RECENT_LOSSES, RunSummary};
 pub use trainer::Trainer;
-pub use weights::{META_DTYPE, META_MODEL, torch_name, write_atomic};
+pub use weights::{
+    META_DTYPE, META_MODEL, load_torch_rnn_weights, load_torch_rnn_weights_file, torch_name, torch_rnn_weights_bytes,
+    torch_state_dict, write_atomic,
+};

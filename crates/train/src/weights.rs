@@ -1,14 +1,16 @@
-//! A model's weights as a safetensors file under PyTorch's parameter names, and the atomic
-//! file write every checkpoint file goes through.
+//! A model's weights as a safetensors file under PyTorch's parameter names (through core's
+//! [`rnnlab_core::to_torch`] / [`rnnlab_core::from_torch`]), PyTorch's own `nn.RNN/LSTM/GRU`
+//! weights loaded into any stack, and the atomic file write every checkpoint file goes through.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use ndarray::ArrayD;
-use rnnlab_core::{Error, Float, Parameterized, Result};
+use rnnlab_core::{
+    Error, Float, Parameterized, Result, StateDict, from_torch, list_names, to_torch, torch_round_trips,
+};
 
-use crate::safetensors::{Decoded, TensorOut, decode, encode};
+use crate::safetensors::{DtypePolicy, decode, encode};
 use crate::{ModelConfig, SeqModel};
 
 /// Metadata key holding the model's [`ModelConfig`] as JSON.
@@ -16,10 +18,12 @@ pub const META_MODEL: &str = "rnnlab.model";
 /// Metadata key holding the float type that wrote the file (`"f32"` / `"f64"`).
 pub const META_DTYPE: &str = "rnnlab.dtype";
 
-/// The PyTorch name of a [`SeqModel`] parameter: `rnn.layers.{l}.w_ih` → `rnn.weight_ih_l{l}`,
-/// `w_hh` → `weight_hh_l{l}`, `b_ih` → `bias_ih_l{l}`, `b_hh` → `bias_hh_l{l}` (the names in
-/// the `state_dict` of a module holding `self.rnn = nn.LSTM/GRU/RNN(…, num_layers=L)` and
-/// `self.head = nn.Linear(…)`); `head.weight` and `head.bias` and any other name are unchanged.
+/// The PyTorch name of an rnnlab parameter name: the same as [`rnnlab_core::to_torch`] (kept
+/// for existing callers), which maps `…layers.{l}.w_ih` → `…weight_ih_l{l}` (and `w_hh`,
+/// `b_ih`, `b_hh`; `…layers.{l}.reverse.{p}` → `…{torch}_l{l}_reverse`) under any prefix,
+/// and leaves every other name unchanged. For a [`SeqModel`] these are the names in the
+/// `state_dict` of a module holding `self.rnn = nn.LSTM/GRU/RNN(…, num_layers=L)` and
+/// `self.head = nn.Linear(…)`.
 ///
 /// # Examples
 /// ```
@@ -27,26 +31,146 @@ pub const META_DTYPE: &str = "rnnlab.dtype";
 /// assert_eq!(rnnlab_train::torch_name("head.weight"), "head.weight");
 /// ```
 pub fn torch_name(name: &str) -> String {
-    if let Some((layer, param)) = name.strip_prefix("rnn.layers.").and_then(|rest| rest.split_once('.')) {
-        let torch = match param {
-            "w_ih" => Some("weight_ih"),
-            "w_hh" => Some("weight_hh"),
-            "b_ih" => Some("bias_ih"),
-            "b_hh" => Some("bias_hh"),
-            _ => None,
-        };
-        if let Some(t) = torch
-            && layer.parse::<usize>().is_ok()
-        {
-            return format!("rnn.{t}_l{layer}");
-        }
+    to_torch(name)
+}
+
+/// Every parameter of `model` under its PyTorch name ([`to_torch`]), in visiting order.
+///
+/// # Errors
+/// [`Error::Format`] for a parameter name that would not come back through
+/// [`from_torch`] (its last segment already looks like PyTorch's, e.g. a user cell's
+/// `weight_ih_l0`; see [`torch_round_trips`]), or two names that map to one.
+pub fn torch_state_dict<F: Float, M: Parameterized<F> + ?Sized>(model: &M) -> Result<StateDict<F>> {
+    const OP: &str = "torch_state_dict";
+    let names = model.param_names();
+    if let Some(bad) = names.iter().find(|n| !torch_round_trips(n)) {
+        return Err(Error::format(
+            OP,
+            format!(
+                "parameter `{bad}` already has PyTorch's form: saved as `{}` it would load back as `{}`; rename it",
+                to_torch(bad),
+                from_torch(&to_torch(bad))
+            ),
+        ));
     }
-    name.to_string()
+    model.state_dict().renamed(to_torch).map_err(|e| match e {
+        Error::Format { msg, .. } => Error::format(OP, msg),
+        other => other,
+    })
+}
+
+/// The weights of any [`Parameterized`] as safetensors bytes under PyTorch's names (see
+/// [`torch_state_dict`]), dtype `F32`/`F64` as `F`, metadata `format = "pt"`: for a
+/// [`rnnlab_cells::Recurrent`] stack, `nn.LSTM/GRU/RNN(…, num_layers=L).load_state_dict(
+/// safetensors.torch.load_file(path))` reads it.
+///
+/// # Errors
+/// As [`torch_state_dict`].
+pub fn torch_rnn_weights_bytes<F: Float, M: Parameterized<F> + ?Sized>(model: &M) -> Result<Vec<u8>> {
+    let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    encode(torch_state_dict(model)?.iter(), &meta)
+}
+
+/// Loads safetensors bytes holding PyTorch's names for `model`'s parameters — e.g.
+/// `safetensors.torch.save_file(nn.LSTM(I, H, num_layers=2).state_dict(), path)`, names
+/// `weight_ih_l0`, …, `bias_hh_l1` (and `…_reverse`), no prefix, into a
+/// `Recurrent<F, Lstm<F>>` of the same sizes. Names are matched through [`to_torch`] /
+/// [`from_torch`], then [`Parameterized::load_state_dict`] writes, all or nothing.
+///
+/// # Errors
+/// - [`Error::Format`] for a truncated or corrupted file, an unsupported dtype or one
+///   `policy` does not allow, or names that differ from the model's: missing and unexpected
+///   tensors listed, with every expected name and shape.
+/// - [`Error::Shape`] listing every tensor whose shape differs (expected and got) — e.g. GRU
+///   weights (`[3H, …]`) for an LSTM (`[4H, …]`).
+/// - [`Error::NonFinite`] naming a tensor holding NaN or ±∞.
+///
+/// Nothing is written on `Err`.
+pub fn load_torch_rnn_weights<F: Float, M: Parameterized<F> + ?Sized>(
+    bytes: &[u8],
+    model: &mut M,
+    policy: DtypePolicy,
+) -> Result<()> {
+    const OP: &str = "load_torch_rnn_weights";
+    let dict = decode(bytes)?.state_dict(OP, policy)?;
+    check_tensors(OP, &expected_torch(model), &dict)?;
+    model.load_state_dict(&dict.renamed(from_torch)?)
+}
+
+/// [`load_torch_rnn_weights`] from a file.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; otherwise as [`load_torch_rnn_weights`].
+pub fn load_torch_rnn_weights_file<F: Float, M: Parameterized<F> + ?Sized>(
+    path: &Path,
+    model: &mut M,
+    policy: DtypePolicy,
+) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("load_torch_rnn_weights", path.display().to_string(), e))?;
+    load_torch_rnn_weights(&bytes, model, policy)
+}
+
+/// The model's parameters as (PyTorch name, shape), in visiting order.
+fn expected_torch<F: Float, M: Parameterized<F> + ?Sized>(model: &M) -> Vec<(String, Vec<usize>)> {
+    let mut v = Vec::new();
+    model.visit_params(&mut |name, p| v.push((to_torch(name), p.value.shape().to_vec())));
+    v
+}
+
+/// `` `a` [2, 3], `b` [4] ``, at most [`rnnlab_core::MAX_LISTED_NAMES`] entries.
+fn list_shapes<'a>(items: impl IntoIterator<Item = (&'a str, &'a [usize])>) -> String {
+    let items: Vec<_> = items.into_iter().collect();
+    let mut s: Vec<String> =
+        items.iter().take(rnnlab_core::MAX_LISTED_NAMES).map(|(n, sh)| format!("`{n}` {sh:?}")).collect();
+    if items.len() > rnnlab_core::MAX_LISTED_NAMES {
+        s.push(format!("… ({} in all)", items.len()));
+    }
+    s.join(", ")
+}
+
+/// Checks a file's tensors against the expected (name, shape) list, in the file's names:
+/// names (missing, unexpected), then shapes (all that differ), then finiteness.
+fn check_tensors<F: Float>(op: &str, expected: &[(String, Vec<usize>)], file: &StateDict<F>) -> Result<()> {
+    let missing: Vec<&str> = expected.iter().map(|(n, _)| n.as_str()).filter(|n| !file.contains(n)).collect();
+    let unexpected: Vec<&str> = file.names().filter(|n| !expected.iter().any(|(e, _)| e == n)).collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!("missing tensor {}", list_names(missing)));
+        }
+        if !unexpected.is_empty() {
+            parts.push(format!("unexpected tensor {}", list_names(unexpected)));
+        }
+        parts.push(format!(
+            "the model expects {} tensors: {}",
+            expected.len(),
+            list_shapes(expected.iter().map(|(n, s)| (n.as_str(), s.as_slice())))
+        ));
+        return Err(Error::format(op, parts.join("; ")));
+    }
+    let differ: Vec<(&str, &[usize], &[usize])> = expected
+        .iter()
+        .filter_map(|(n, s)| {
+            file.get(n).filter(|a| a.shape() != s.as_slice()).map(|a| (n.as_str(), s.as_slice(), a.shape()))
+        })
+        .collect();
+    if !differ.is_empty() {
+        return Err(Error::shape(
+            op,
+            format!("tensor {}", list_shapes(differ.iter().map(|&(n, s, _)| (n, s)))),
+            format!("tensor {}", list_shapes(differ.iter().map(|&(n, _, g)| (n, g)))),
+        ));
+    }
+    for (n, a) in file.iter() {
+        rnnlab_core::validate::finite_array(op, &format!("tensor `{n}`"), &a.view())?;
+    }
+    Ok(())
 }
 
 impl<F: Float, C: rnnlab_core::Cell<F>> SeqModel<F, C> {
-    /// The weights as safetensors bytes under [`torch_name`]s, dtype `F32` or `F64` as `F`,
-    /// with metadata `format = "pt"`, [`META_MODEL`] (the config as JSON) and [`META_DTYPE`].
+    /// The weights as safetensors bytes under PyTorch's names ([`torch_name`]), dtype `F32` or
+    /// `F64` as `F`, with metadata `format = "pt"`, [`META_MODEL`] (the config as JSON) and
+    /// [`META_DTYPE`]. The same model always gives the same bytes.
     ///
     /// # Errors
     /// [`Error::Format`] if the config cannot be serialised (it always can).
@@ -58,17 +182,7 @@ impl<F: Float, C: rnnlab_core::Cell<F>> SeqModel<F, C> {
             (META_MODEL.to_string(), model_json),
             (META_DTYPE.to_string(), F::NAME.to_string()),
         ]);
-        let mut arrays: Vec<(String, ArrayD<F>)> = Vec::new();
-        self.visit_params(&mut |name, p| arrays.push((torch_name(name), p.value.to_owned())));
-        let tensors = arrays
-            .iter()
-            .map(|(name, a)| TensorOut {
-                name: name.clone(),
-                shape: a.shape().to_vec(),
-                values: Box::new(a.iter().copied()),
-            })
-            .collect();
-        encode(tensors, &metadata)
+        encode(torch_state_dict(self)?.iter(), &metadata)
     }
 
     /// Writes [`SeqModel::to_safetensors`] to `path` atomically (see [`write_atomic`]).
@@ -92,14 +206,14 @@ impl<F: Float, C: rnnlab_core::Cell<F>> SeqModel<F, C> {
 
     /// Loads weights from safetensors bytes, all or nothing: every check runs before any
     /// parameter is written. F32 data loads into an f64 model exactly; F64 data into an f32
-    /// model is rounded.
+    /// model is rounded ([`DtypePolicy::Convert`]).
     ///
     /// # Errors
     /// - [`Error::Format`] for a truncated or corrupted file (header length, JSON, dtypes,
     ///   offsets), for metadata naming another architecture (cell kind, activation, GRU
-    ///   variant, sizes, layers: see [`ModelConfig::architecture`]), and for a missing or
-    ///   unexpected tensor, named.
-    /// - [`Error::Shape`] naming the tensor whose shape differs.
+    ///   variant, sizes, layers: see [`ModelConfig::architecture`]), and for missing or
+    ///   unexpected tensors, named, with the expected names and shapes.
+    /// - [`Error::Shape`] naming every tensor whose shape differs.
     /// - [`Error::NonFinite`] naming a tensor holding NaN or ±∞.
     pub fn load_safetensors_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         const OP: &str = "SeqModel::load_safetensors";
@@ -112,36 +226,9 @@ impl<F: Float, C: rnnlab_core::Cell<F>> SeqModel<F, C> {
                 return Err(Error::format(OP, format!("the weights are for a {a}, this model is a {b}")));
             }
         }
-        let arrays = self.checked_arrays(OP, &file)?;
-        let mut values = arrays.into_iter();
-        self.visit_params_mut(&mut |_, mut p| {
-            // `checked_arrays` returned one array of the right shape per parameter, in visiting order.
-            if let Some(v) = values.next() {
-                p.value.assign(&v);
-            }
-        });
-        Ok(())
-    }
-
-    /// One array per parameter, in visiting order, after checking names, shapes and values.
-    fn checked_arrays(&self, op: &str, file: &Decoded<'_>) -> Result<Vec<ArrayD<F>>> {
-        let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
-        self.visit_params(&mut |name, p| expected.push((torch_name(name), p.value.shape().to_vec())));
-        let want: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-        if let Some(extra) = file.tensors.keys().find(|k| !want.contains(k.as_str())) {
-            return Err(Error::format(op, format!("unexpected tensor `{extra}` (this model has {want:?})")));
-        }
-        let mut out = Vec::with_capacity(expected.len());
-        for (name, shape) in &expected {
-            let t = file.tensors.get(name).ok_or_else(|| Error::format(op, format!("missing tensor `{name}`")))?;
-            rnnlab_core::validate::shape(op, &format!("tensor `{name}`"), shape, &t.shape)?;
-            let values: Vec<F> = file.values(t).collect();
-            rnnlab_core::validate::finite_values(op, &format!("tensor `{name}`"), values.iter().copied())?;
-            let a = ArrayD::from_shape_vec(shape.clone(), values)
-                .map_err(|e| Error::shape(op, format!("tensor `{name}` {shape:?}"), e.to_string()))?;
-            out.push(a);
-        }
-        Ok(out)
+        let dict = file.state_dict(OP, DtypePolicy::Convert)?;
+        check_tensors(OP, &expected_torch(self), &dict)?;
+        self.load_state_dict(&dict.renamed(from_torch)?)
     }
 }
 
@@ -197,6 +284,7 @@ mod tests {
     use super::*;
     use crate::{CellConfig, LossKind, RnnSpec};
     use rnnlab_activations::ActivationKind;
+    use rnnlab_core::{from_torch, to_torch, torch_round_trips};
 
     fn tmpdir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("rnnlab-train-weights-{name}-{}", std::process::id()));
@@ -287,16 +375,10 @@ mod tests {
         let strip = |m: &SeqModel<f32>, rename: Option<(&str, &str)>| {
             let mut arrays = Vec::new();
             m.visit_params(&mut |n, p| arrays.push((torch_name(n), p.value.to_owned())));
-            let tensors = arrays
-                .iter()
-                .map(|(n, a)| {
-                    let name = match rename {
-                        Some((from, to)) if n == from => to.to_string(),
-                        _ => n.clone(),
-                    };
-                    TensorOut { name, shape: a.shape().to_vec(), values: Box::new(a.iter().copied()) }
-                })
-                .collect();
+            let tensors = arrays.iter().map(|(n, a)| match rename {
+                Some((from, to)) if n == from => (to, a),
+                _ => (n.as_str(), a),
+            });
             encode(tensors, &BTreeMap::new()).unwrap()
         };
         let mut small = lstm(4, 0);
@@ -337,5 +419,212 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
         assert!(matches!(write_atomic(Path::new("/"), b"x"), Err(Error::Config { .. })));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every built-in cell configuration: plain, reset-before GRU, and each normalisation.
+    fn every_cell() -> Vec<CellConfig> {
+        use crate::{GruSpec, LstmSpec};
+        use rnnlab_cells::{GruVariant, NormConfig, NormPlacement};
+        let mut v = vec![
+            CellConfig::rnn(),
+            CellConfig::lstm(),
+            CellConfig::gru(),
+            GruSpec::new().with_variant(GruVariant::ResetBefore).into(),
+        ];
+        for placement in [NormPlacement::Full, NormPlacement::InputOnly] {
+            for norm in [NormConfig::layer(placement), NormConfig::batch(placement, 3)] {
+                v.push(RnnSpec::new().with_norm(norm.clone()).into());
+                v.push(LstmSpec::new().with_norm(norm.clone()).into());
+                v.push(GruSpec::new().with_norm(norm).into());
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn every_built_in_name_round_trips_through_pytorch_names() {
+        let mut seen = 0;
+        for cell in every_cell() {
+            for n_layers in [1, 2, 3] {
+                let m: SeqModel<f32> =
+                    ModelConfig::new(2, 3, 1, cell.clone(), LossKind::MseLast).with_n_layers(n_layers).build().unwrap();
+                let names = m.param_names();
+                for n in &names {
+                    assert_eq!(&from_torch(&to_torch(n)), n, "{}", cell.kind());
+                    let t = to_torch(n);
+                    assert_eq!(to_torch(&from_torch(&t)), t);
+                    // the cells' own names (no `rnn.` prefix) too
+                    let inner = n.strip_prefix("rnn.").unwrap_or(n);
+                    assert!(torch_round_trips(inner), "{inner}");
+                }
+                let dict = torch_state_dict(&m).unwrap();
+                assert_eq!(dict.len(), names.len(), "distinct PyTorch names");
+                for l in 0..n_layers {
+                    assert!(dict.contains(&format!("rnn.weight_hh_l{l}")), "{:?}", dict.names().collect::<Vec<_>>());
+                }
+                seen += names.len();
+            }
+        }
+        assert!(seen > 500, "{seen} names checked");
+    }
+
+    #[test]
+    fn a_name_that_already_looks_like_pytorch_is_refused_on_save() {
+        struct Odd(rnnlab_core::Param<f32, ndarray::Ix1>);
+        impl Parameterized<f32> for Odd {
+            fn visit_params(&self, v: &mut dyn FnMut(&str, rnnlab_core::ParamView<'_, f32>)) {
+                v("cell.weight_ih_l0", self.0.view());
+            }
+            fn visit_params_mut(&mut self, v: &mut dyn FnMut(&str, rnnlab_core::ParamViewMut<'_, f32>)) {
+                v("cell.weight_ih_l0", self.0.view_mut());
+            }
+        }
+        let e = torch_rnn_weights_bytes(&Odd(rnnlab_core::Param::new(ndarray::Array1::zeros(2)))).unwrap_err();
+        assert!(e.to_string().contains("`cell.weight_ih_l0` already has PyTorch's form"), "{e}");
+    }
+
+    /// A file as `safetensors.torch.save_file(nn.LSTM(I, H, num_layers).state_dict())` writes
+    /// it: bare names, F32 (or `dtype`), `[4H, I]`, `[4H, H]`, `[4H]`, `[4H]` per layer, the
+    /// value of entry k of tensor j being `j + k/1000`.
+    fn torch_lstm_file(
+        input: usize,
+        hidden: usize,
+        num_layers: usize,
+        gates: usize,
+        dtype: safetensors::Dtype,
+    ) -> Vec<u8> {
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for l in 0..num_layers {
+            let inp = if l == 0 { input } else { hidden };
+            for (stem, shape) in [
+                ("weight_ih", vec![gates * hidden, inp]),
+                ("weight_hh", vec![gates * hidden, hidden]),
+                ("bias_ih", vec![gates * hidden]),
+                ("bias_hh", vec![gates * hidden]),
+            ] {
+                let j = tensors.len() as f64;
+                let n: usize = shape.iter().product();
+                let data: Vec<u8> = (0..n)
+                    .flat_map(|k| {
+                        let v = j + k as f64 / 1000.0;
+                        if dtype == safetensors::Dtype::F64 {
+                            v.to_le_bytes().to_vec()
+                        } else {
+                            (v as f32).to_le_bytes().to_vec()
+                        }
+                    })
+                    .collect();
+                tensors.push((format!("{stem}_l{l}"), shape, data));
+            }
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .iter()
+            .map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(dtype, s.clone(), d).unwrap()))
+            .collect();
+        let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::serialize(views, Some(meta)).unwrap()
+    }
+
+    fn recurrent_lstm(
+        input: usize,
+        hidden: usize,
+        n_layers: usize,
+    ) -> rnnlab_cells::Recurrent<f32, rnnlab_cells::Lstm<f32>> {
+        let mut rng = rnnlab_core::seeded_rng(3);
+        let layers = (0..n_layers)
+            .map(|l| rnnlab_cells::LstmConfig::new(if l == 0 { input } else { hidden }, hidden).init(&mut rng).unwrap())
+            .collect();
+        rnnlab_cells::Recurrent::new(layers).unwrap()
+    }
+
+    #[test]
+    fn pytorch_lstm_weights_load_into_a_recurrent_stack() {
+        let (i, h) = (3, 2);
+        let bytes = torch_lstm_file(i, h, 2, 4, safetensors::Dtype::F32);
+        let mut rnn = recurrent_lstm(i, h, 2);
+        load_torch_rnn_weights(&bytes, &mut rnn, DtypePolicy::Exact).unwrap();
+        // tensor j = (layer, stem) in PyTorch's order; entry k holds j + k/1000
+        let order = ["w_ih", "w_hh", "b_ih", "b_hh"];
+        for l in 0..2 {
+            for (s, p) in order.iter().enumerate() {
+                let j = (4 * l + s) as f64;
+                let a = rnn.get_param(&format!("layers.{l}.{p}")).unwrap();
+                for (k, v) in a.iter().enumerate() {
+                    assert!((f64::from(*v) - (j + k as f64 / 1000.0)).abs() < 1e-6, "layers.{l}.{p}[{k}] = {v}");
+                }
+            }
+        }
+        assert_eq!(rnn.get_param("layers.1.w_ih").unwrap().shape(), &[8, 2]);
+        // and back: our bytes under the same names, readable by the reference reader
+        let ours = torch_rnn_weights_bytes(&rnn).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&ours).unwrap();
+        let mut names = st.names();
+        names.sort_unstable();
+        assert_eq!(names.len(), 8);
+        assert_eq!(names[0], "bias_hh_l0");
+        assert_eq!(
+            st.tensor("weight_ih_l1").unwrap().data(),
+            safetensors::SafeTensors::deserialize(&bytes).unwrap().tensor("weight_ih_l1").unwrap().data()
+        );
+        // f64 weights into f32 convert only when asked
+        let f64_file = torch_lstm_file(i, h, 2, 4, safetensors::Dtype::F64);
+        let mut other = recurrent_lstm(i, h, 2);
+        load_torch_rnn_weights(&f64_file, &mut other, DtypePolicy::Convert).unwrap();
+        assert_eq!(other.state_dict(), rnn.state_dict());
+        let dir = tmpdir("torch-file");
+        std::fs::write(dir.join("lstm.safetensors"), &bytes).unwrap();
+        let mut from_file = recurrent_lstm(i, h, 2);
+        load_torch_rnn_weights_file(&dir.join("lstm.safetensors"), &mut from_file, DtypePolicy::Exact).unwrap();
+        assert_eq!(from_file.state_dict(), rnn.state_dict());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pytorch_weights_of_another_architecture_are_refused_with_what_was_expected() {
+        let (i, h) = (3, 2);
+        let mut rnn = recurrent_lstm(i, h, 2);
+        let before = rnn.state_dict();
+        let refuse = |rnn: &mut rnnlab_cells::Recurrent<f32, rnnlab_cells::Lstm<f32>>, bytes: &[u8], what: &[&str]| {
+            let e = load_torch_rnn_weights(bytes, rnn, DtypePolicy::Exact).unwrap_err().to_string();
+            for w in what {
+                assert!(e.contains(w), "`{w}` not in: {e}");
+            }
+        };
+        // GRU weights (3 gates) into an LSTM (4): every shape listed, expected and got
+        refuse(
+            &mut rnn,
+            &torch_lstm_file(i, h, 2, 3, safetensors::Dtype::F32),
+            &[
+                "shape mismatch",
+                "`weight_ih_l0` [8, 3]",
+                "`weight_ih_l0` [6, 3]",
+                "`bias_hh_l1` [8]",
+                "`bias_hh_l1` [6]",
+            ],
+        );
+        // one layer into two: the missing ones, and every expected name with its shape
+        refuse(
+            &mut rnn,
+            &torch_lstm_file(i, h, 1, 4, safetensors::Dtype::F32),
+            &[
+                "missing tensor `weight_ih_l1`, `weight_hh_l1`, `bias_ih_l1`, `bias_hh_l1`",
+                "expects 8 tensors",
+                "`weight_hh_l1` [8, 2]",
+            ],
+        );
+        // three layers into two
+        refuse(&mut rnn, &torch_lstm_file(i, h, 3, 4, safetensors::Dtype::F32), &["unexpected tensor `bias_hh_l2`"]);
+        // f64 into f32 without DtypePolicy::Convert
+        refuse(&mut rnn, &torch_lstm_file(i, h, 2, 4, safetensors::Dtype::F64), &["is F64, expected F32"]);
+        // a prefixed file (a whole SeqModel) is not a bare nn.LSTM
+        let seq = lstm(2, 0).to_safetensors().unwrap();
+        refuse(&mut rnn, &seq, &["missing tensor `weight_ih_l0`", "unexpected tensor `head.bias`"]);
+        assert_eq!(rnn.state_dict(), before, "nothing written");
+    }
+
+    #[test]
+    fn the_same_model_gives_the_same_bytes() {
+        let m = lstm(3, 5);
+        assert_eq!(m.to_safetensors().unwrap(), m.clone().to_safetensors().unwrap());
     }
 }
