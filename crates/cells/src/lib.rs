@@ -15,6 +15,7 @@ mod norm_unit;
 mod packed;
 mod params;
 mod pool;
+mod probe;
 mod recurrent;
 mod rnn;
 mod step_worker;

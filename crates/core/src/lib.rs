@@ -6,6 +6,7 @@ mod float;
 mod gradcheck;
 mod layer;
 mod param;
+mod probe;
 mod rng;
 pub mod validate;
 
@@ -15,4 +16,5 @@ pub use float::Float;
 pub use gradcheck::{GradCheck, GradCheckReport, Mismatch, NamedInput, check_fn, check_layer};
 pub use layer::Layer;
 pub use param::{Param, ParamView, ParamViewMut, Parameterized, visit_prefixed, visit_prefixed_mut};
+pub use probe::{GateMean, Probe, Saturation};
 pub use rng::{Rng, seeded_rng};
