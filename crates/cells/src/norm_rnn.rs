@@ -321,7 +321,7 @@ impl<F: Float> rnnlab_core::Probe<F> for NormRnn<F> {
         let b = crate::probe::check_probe(self, op, &step, self.cache_len(step.next.nrows()))?;
         let fl = self.proj.front_len(self.norm.kind, b);
         let mut tally = crate::probe::Tally::new(eps);
-        tally.from_input(self.activation, &step.cache[fl..fl + b * self.hidden_dim()]);
+        tally.by_input(self.activation, &step.cache[fl..fl + b * self.hidden_dim()]);
         Ok(Some(tally.finish(Vec::new())))
     }
 

@@ -65,7 +65,7 @@ impl Tally {
     }
 
     /// Counts units of `kind` from their pre-activations a.
-    pub(crate) fn from_input<F: Float>(&mut self, kind: ActivationKind, a: &[F]) {
+    pub(crate) fn by_input<F: Float>(&mut self, kind: ActivationKind, a: &[F]) {
         let sup = sup_df(kind);
         for &v in a {
             self.add(kind.df(v).as_f64() / sup);
@@ -73,7 +73,7 @@ impl Tally {
     }
 
     /// Counts units of `kind` from their outputs y.
-    pub(crate) fn from_output<F: Float>(&mut self, kind: ActivationKind, y: &[F]) -> Result<()> {
+    pub(crate) fn by_output<F: Float>(&mut self, kind: ActivationKind, y: &[F]) -> Result<()> {
         let d = kind.output_derivative()?;
         let sup = sup_df(kind);
         for &v in y {
@@ -167,9 +167,9 @@ impl<F: Float> Probe<F> for Rnn<F> {
         let mut tally = Tally::new(eps);
         let kind = self.activation();
         if kind.df_uses_output() {
-            tally.from_output(kind, contiguous(op, &step.next)?)?;
+            tally.by_output(kind, contiguous(op, &step.next)?)?;
         } else {
-            tally.from_input(kind, &step.cache[..b * self.hidden_dim()]);
+            tally.by_input(kind, &step.cache[..b * self.hidden_dim()]);
         }
         Ok(Some(tally.finish(Vec::new())))
     }

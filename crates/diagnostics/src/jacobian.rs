@@ -84,7 +84,10 @@ pub struct JacobianReport {
 /// Each example's Jacobian is its own (batch rows do not mix; not true of batch norm in
 /// training mode, whose statistics couple the rows: switch it to evaluation first), so the
 /// power iteration runs on all rows at once, one vector per row, at the cost of one batch
-/// product per step. Cost per lag k: 2k products per iteration.
+/// product per step. Every product ends at the same step, so they share the space of their
+/// left singular vectors: the lags are run longest first, each warm-started from the previous
+/// one's left vector (for long products the top left vector hardly depends on the lag, and one
+/// or two iterations suffice). Cost per lag k: 2k step products per iteration.
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid `cfg`, a lag past the trace, or a reference step past it;
@@ -112,10 +115,18 @@ pub fn jacobian_analysis<F: Float, C: Cell<F>>(
     }
     let mut out = Vec::with_capacity(model.n_layers());
     for (l, cell) in model.layers().iter().enumerate() {
-        let mut norms = Vec::with_capacity(lags.len());
-        for &k in &lags {
-            norms.push(product_norm(cell, cache, l, end, k, cfg)?);
+        // Longest lag first: its top left singular vector (at step `end`, shared by every
+        // lag) converges fastest and warm-starts the shorter products.
+        let mut order: Vec<usize> = (0..lags.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(lags[i]));
+        let mut norms: Vec<Option<LagNorm>> = vec![None; lags.len()];
+        let mut warm = None;
+        for i in order {
+            let (n, u) = product_norm_from(cell, cache, l, end, lags[i], cfg, warm.take())?;
+            norms[i] = Some(n);
+            warm = Some(u);
         }
+        let norms: Vec<LagNorm> = norms.into_iter().flatten().collect();
         let step_svd = if cell.state_width() <= cfg.svd_max_width {
             let row = cfg.svd_row;
             let j = step_jacobian(cell, cache, l, end, row)?;
@@ -165,10 +176,8 @@ fn normalise_rows<F: Float>(v: &mut ArrayViewMut2<'_, F>, logs: &mut [f64]) -> R
     Ok(())
 }
 
-/// σ₁ of ∂s_end/∂s_{end−lag} for every batch row by power iteration on PᵀP, P applied through
-/// `jvp_state` (steps end−lag+1..=end) and Pᵀ through `step_backward` (its VJP), each vector
-/// renormalised after every step (the scale is kept in log space, so no product under- or
-/// overflows). The estimate is ‖P v‖ for a unit v, which increases to σ₁.
+/// σ₁ of ∂s_end/∂s_{end−lag} for every batch row by power iteration on P·Pᵀ from a seeded
+/// random start; see [`jacobian_analysis`] for how the lags share their iterations.
 ///
 /// # Errors
 /// As [`jacobian_analysis`].
@@ -180,55 +189,83 @@ pub fn product_norm<F: Float, C: Cell<F>>(
     lag: usize,
     cfg: &JacobianConfig,
 ) -> Result<LagNorm> {
+    product_norm_from(cell, cache, layer, end, lag, cfg, None).map(|(n, _)| n)
+}
+
+/// The power iteration on P·Pᵀ, P = J_end·…·J_{end−lag+1}, from the left vectors `start`
+/// (`[batch, state_width]`, at step `end`; seeded random if `None`). One iteration: w = Pᵀu
+/// through `step_backward` (the VJP) for steps end..=end−lag+1, then u = P·ŵ through
+/// `jvp_state`; every vector is renormalised after every step (the scale kept in log space,
+/// so nothing under- or overflows). ‖Pᵀu‖ and ‖Pŵ‖ are two successive lower bounds of σ₁
+/// (‖Pᵀu‖² = ⟨u, PPᵀu⟩ ≤ ‖PPᵀu‖); the iteration stops when they agree to `tol` in every row.
+/// Returns the last left vectors too, the warm start of a neighbouring lag.
+fn product_norm_from<F: Float, C: Cell<F>>(
+    cell: &C,
+    cache: &SeqCache<F>,
+    layer: usize,
+    end: usize,
+    lag: usize,
+    cfg: &JacobianConfig,
+    start: Option<Array2<F>>,
+) -> Result<(LagNorm, Array2<F>)> {
     let op = "product_norm";
     if lag == 0 || lag > end + 1 {
         return Err(Error::config(op, format!("lag must be in 1..={}, got {lag}", end + 1)));
     }
-    let start = end + 1 - lag;
+    let first = end + 1 - lag;
     let (b, sw) = (cache.batch(), cell.state_width());
-    let mut rng = rnnlab_core::seeded_rng(cfg.seed);
-    let mut v = Array2::<F>::from_shape_fn((b, sw), |_| F::of(rng.random::<f64>() - 0.5));
+    let mut u = match start {
+        Some(u) if u.dim() == (b, sw) => u,
+        _ => {
+            let mut rng = rnnlab_core::seeded_rng(cfg.seed);
+            Array2::<F>::from_shape_fn((b, sw), |_| F::of(rng.random::<f64>() - 0.5))
+        }
+    };
+    let mut logs = vec![0.0; b];
+    normalise_rows(&mut u.view_mut(), &mut logs)?;
+    let mut x = Array2::<F>::zeros((b, sw));
     let mut y = Array2::<F>::zeros((b, sw));
     let mut dxp = Array2::<F>::zeros((b, cell.proj_dim()));
     let mut drec = Array2::<F>::zeros((b, cell.rec_grad_dim()));
     let mut scratch = vec![F::zero(); cell.scratch_len(b)];
-    let mut logs = vec![0.0; b];
-    normalise_rows(&mut v.view_mut(), &mut logs)?;
     let mut sigma = vec![0.0f64; b];
-    let mut x = Array2::<F>::zeros((b, sw));
+    let mut back = vec![0.0f64; b];
     let (mut iterations, mut converged) = (0, false);
     while iterations < cfg.max_iters && !converged {
         iterations += 1;
-        x.assign(&v);
+        // w = Pᵀu
+        x.assign(&u);
         logs.iter_mut().for_each(|l| *l = 0.0);
-        for t in start..=end {
+        for t in (first..=end).rev() {
+            let step = refs(cache, layer, t)?;
+            cell.step_backward(step, x.view(), y.view_mut(), dxp.view_mut(), drec.view_mut(), &mut scratch)?;
+            std::mem::swap(&mut x, &mut y);
+            normalise_rows(&mut x.view_mut(), &mut logs)?;
+        }
+        back.iter_mut().zip(&logs).for_each(|(s, l)| *s = l.exp());
+        // u = P·ŵ
+        logs.iter_mut().for_each(|l| *l = 0.0);
+        for t in first..=end {
             cell.jvp_state(refs(cache, layer, t)?, x.view(), y.view_mut(), &mut scratch)?;
             std::mem::swap(&mut x, &mut y);
             normalise_rows(&mut x.view_mut(), &mut logs)?;
         }
         converged = true;
-        for (s, &lg) in sigma.iter_mut().zip(&logs) {
+        for ((s, &lg), &bk) in sigma.iter_mut().zip(&logs).zip(&back) {
             let new = lg.exp();
-            if (new - *s).abs() > cfg.tol * new {
+            if (new - bk).abs() > cfg.tol * new || (new - *s).abs() > cfg.tol * new {
                 converged = false;
             }
             *s = new;
         }
-        let mut back_logs = vec![0.0; b];
-        for t in (start..=end).rev() {
-            let step = refs(cache, layer, t)?;
-            cell.step_backward(step, x.view(), y.view_mut(), dxp.view_mut(), drec.view_mut(), &mut scratch)?;
-            std::mem::swap(&mut x, &mut y);
-            normalise_rows(&mut x.view_mut(), &mut back_logs)?;
-        }
         // rows whose product is exactly zero keep their vector (σ₁ = 0 is exact then)
-        for ((mut vr, xr), &lg) in v.outer_iter_mut().zip(x.outer_iter()).zip(&back_logs) {
+        for ((mut ur, xr), &lg) in u.outer_iter_mut().zip(x.outer_iter()).zip(&logs) {
             if lg.is_finite() {
-                vr.assign(&xr);
+                ur.assign(&xr);
             }
         }
     }
-    Ok(LagNorm { lag, sigma_max: sigma, iterations, converged })
+    Ok((LagNorm { lag, sigma_max: sigma, iterations, converged }, u))
 }
 
 /// One example's step Jacobian ∂s_t/∂s_{t−1} `[state_width, state_width]` in f64, column j

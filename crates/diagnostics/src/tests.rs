@@ -478,7 +478,7 @@ fn bad_input_is_an_error_or_an_undefined_verdict_never_a_panic_or_nan() {
         assert_eq!(r.verdict.kind, VerdictKind::Undefined);
         assert!(r.verdict.reason.contains("zero"), "{}", r.verdict.reason);
         let json = r.to_json().unwrap();
-        assert!(!json.contains("NaN") && !json.contains("null,") || !json.contains("NaN"));
+        assert!(!json.contains("NaN") && !json.contains("inf"), "{json}");
         assert!(r.verdict.decay_factor.is_none());
         let _ = format!("{r}");
     }
