@@ -160,6 +160,10 @@ impl<F: Float> Parameterized<F> for Gru<F> {
 }
 
 impl<F: Float> Cell<F> for Gru<F> {
+    fn probe(&self) -> Option<&dyn rnnlab_core::Probe<F>> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         match self.variant {
             GruVariant::ResetAfter => "gru",

@@ -19,6 +19,7 @@ mod norm_unit;
 mod packed;
 mod params;
 mod pool;
+mod probe;
 mod recurrent;
 mod rnn;
 mod simple_rnn;

@@ -146,6 +146,10 @@ impl<F: Float> Parameterized<F> for Lstm<F> {
 }
 
 impl<F: Float> Cell<F> for Lstm<F> {
+    fn probe(&self) -> Option<&dyn rnnlab_core::Probe<F>> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "lstm"
     }

@@ -166,6 +166,10 @@ impl<F: Float> Parameterized<F> for NormGru<F> {
 }
 
 impl<F: Float> Cell<F> for NormGru<F> {
+    fn probe(&self) -> Option<&dyn rnnlab_core::Probe<F>> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         self.norm.cell_name(CellBase::Gru)
     }
@@ -365,5 +369,35 @@ impl<F: Float> Cell<F> for NormGru<F> {
             }
         }
         Ok(())
+    }
+}
+
+impl<F: Float> rnnlab_core::Probe<F> for NormGru<F> {
+    /// Three units per hidden unit: σ of r, z and tanh of n (from the cache); gate means r, z, n.
+    fn saturation(&self, step: StepRefs<'_, F>, eps: f64) -> Result<Option<rnnlab_core::Saturation>> {
+        let op = "NormGru::saturation";
+        let b = crate::probe::check_probe(self, op, &step, self.cache_len(step.next.nrows()))?;
+        let h = self.hidden_dim();
+        let fl = self.proj.front_len(self.norm.kind, b);
+        let rows = &step.cache[fl..fl + 4 * b * h];
+        let mut tally = crate::probe::Tally::new(eps);
+        for r in 0..b {
+            let c = &rows[r * 4 * h..(r + 1) * 4 * h];
+            tally.sigmoid(&c[..2 * h]);
+            tally.tanh(&c[2 * h..3 * h]);
+        }
+        Ok(Some(tally.finish(crate::probe::gate_means(rows, 4 * h, h, &["r", "z", "n"]))))
+    }
+
+    /// One state part: the total derivative is the recorded one.
+    fn total_state_grad(
+        &self,
+        _step: StepRefs<'_, F>,
+        d_state: ArrayView2<'_, F>,
+        mut out: ArrayViewMut2<'_, F>,
+    ) -> Result<bool> {
+        crate::probe::check_total("NormGru::total_state_grad", d_state.nrows(), self.hidden_dim(), &d_state, &out)?;
+        out.assign(&d_state);
+        Ok(true)
     }
 }

@@ -213,6 +213,10 @@ impl<F: Float> Parameterized<F> for NormLstm<F> {
 }
 
 impl<F: Float> Cell<F> for NormLstm<F> {
+    fn probe(&self) -> Option<&dyn rnnlab_core::Probe<F>> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         self.norm.cell_name(CellBase::Lstm)
     }
@@ -508,5 +512,73 @@ impl<F: Float> Cell<F> for NormLstm<F> {
             }
         }
         Ok(())
+    }
+}
+
+impl<F: Float> rnnlab_core::Probe<F> for NormLstm<F> {
+    /// Five units per hidden unit: σ of i, f, o, tanh of g and of N_c(c_t) (all from the
+    /// cache); gate means i, f, g, o.
+    fn saturation(&self, step: StepRefs<'_, F>, eps: f64) -> Result<Option<rnnlab_core::Saturation>> {
+        let op = "NormLstm::saturation";
+        let b = crate::probe::check_probe(self, op, &step, self.cache_len(step.next.nrows()))?;
+        let (h, p) = (self.hidden_dim(), self.proj_dim());
+        let (g_at, tc_at, xh_c_at, _) = self.cache_offsets(b);
+        let gates = &step.cache[g_at..tc_at];
+        let mut tally = crate::probe::Tally::new(eps);
+        for r in 0..b {
+            let g = &gates[r * p..(r + 1) * p];
+            tally.sigmoid(&g[..2 * h]);
+            tally.tanh(&g[2 * h..3 * h]);
+            tally.sigmoid(&g[3 * h..]);
+        }
+        tally.tanh(&step.cache[tc_at..xh_c_at]);
+        Ok(Some(tally.finish(crate::probe::gate_means(gates, p, h, &["i", "f", "g", "o"]))))
+    }
+
+    /// c_t's total derivative: ∂L/∂c_t + (∂N_c(c_t)/∂c_t)ᵀ(o_t ⊙ (1 − tanh²N_c(c_t)) ⊙ ∂L/∂h_t)
+    /// (Full placement; without N_c the plain LSTM's). Allocates two `[batch, H]` buffers.
+    fn total_state_grad(
+        &self,
+        step: StepRefs<'_, F>,
+        d_state: ArrayView2<'_, F>,
+        mut out: ArrayViewMut2<'_, F>,
+    ) -> Result<bool> {
+        let op = "NormLstm::total_state_grad";
+        let b = crate::probe::check_probe(self, op, &step, self.cache_len(step.next.nrows()))?;
+        let (h, p) = (self.hidden_dim(), self.proj_dim());
+        crate::probe::check_total(op, b, 2 * h, &d_state, &out)?;
+        let kind = self.norm.kind;
+        let front = self.proj.front(op, kind, b, step.cache)?;
+        let (g_at, tc_at, xh_c_at, s_c_at) = self.cache_offsets(b);
+        let gates = &step.cache[g_at..tc_at];
+        let tc = &step.cache[tc_at..xh_c_at];
+        let d = slice(op, d_state)?;
+        let one = F::one();
+        let mut e_c = vec![F::zero(); b * h];
+        for r in 0..b {
+            for k in 0..h {
+                let (o, t) = (gates[r * p + 3 * h + k], tc[r * h + k]);
+                e_c[r * h + k] = d[r * 2 * h + k] * o * (one - t * t);
+            }
+        }
+        let dc = match &self.norm_c {
+            Some(nc) => {
+                let xh_c = &step.cache[xh_c_at..s_c_at];
+                let s_c = &step.cache[s_c_at..s_c_at + inv_len(kind, b, h)];
+                let mut dc = vec![F::zero(); b * h];
+                nc.backward(kind, front.batch_stats, &e_c, xh_c, s_c, &mut dc, false)?;
+                dc
+            }
+            None => e_c,
+        };
+        let o = out.as_slice_mut().ok_or_else(|| Error::shape(op, "contiguous output", "strided"))?;
+        for r in 0..b {
+            for k in 0..h {
+                let (ih, ic) = (r * 2 * h + k, r * 2 * h + h + k);
+                o[ih] = d[ih];
+                o[ic] = d[ic] + dc[r * h + k];
+            }
+        }
+        Ok(true)
     }
 }

@@ -164,6 +164,10 @@ impl<F: Float> Parameterized<F> for NormRnn<F> {
 }
 
 impl<F: Float> Cell<F> for NormRnn<F> {
+    fn probe(&self) -> Option<&dyn rnnlab_core::Probe<F>> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         self.norm.cell_name(CellBase::Rnn)
     }
@@ -307,5 +311,29 @@ impl<F: Float> Cell<F> for NormRnn<F> {
         o.copy_from_slice(dq);
         self.activation.backward_from_input(a, o);
         Ok(())
+    }
+}
+
+impl<F: Float> rnnlab_core::Probe<F> for NormRnn<F> {
+    /// Every hidden unit's φ′ relative to sup φ′, from the cached pre-activation; no gates.
+    fn saturation(&self, step: StepRefs<'_, F>, eps: f64) -> Result<Option<rnnlab_core::Saturation>> {
+        let op = "NormRnn::saturation";
+        let b = crate::probe::check_probe(self, op, &step, self.cache_len(step.next.nrows()))?;
+        let fl = self.proj.front_len(self.norm.kind, b);
+        let mut tally = crate::probe::Tally::new(eps);
+        tally.by_input(self.activation, &step.cache[fl..fl + b * self.hidden_dim()]);
+        Ok(Some(tally.finish(Vec::new())))
+    }
+
+    /// One state part: the total derivative is the recorded one.
+    fn total_state_grad(
+        &self,
+        _step: StepRefs<'_, F>,
+        d_state: ArrayView2<'_, F>,
+        mut out: ArrayViewMut2<'_, F>,
+    ) -> Result<bool> {
+        crate::probe::check_total("NormRnn::total_state_grad", d_state.nrows(), self.hidden_dim(), &d_state, &out)?;
+        out.assign(&d_state);
+        Ok(true)
     }
 }

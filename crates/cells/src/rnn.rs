@@ -152,6 +152,10 @@ impl<F: Float> Parameterized<F> for Rnn<F> {
 }
 
 impl<F: Float> Cell<F> for Rnn<F> {
+    fn probe(&self) -> Option<&dyn rnnlab_core::Probe<F>> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "rnn"
     }

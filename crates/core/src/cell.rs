@@ -3,7 +3,7 @@
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
 
-use crate::{Error, Float, Parameterized, Result};
+use crate::{Error, Float, Parameterized, Probe, Result};
 
 /// The recurrent state of one layer for a batch: named parts of width `hidden_dim` stored side
 /// by side in one `[batch, n_parts · hidden_dim]` array.
@@ -304,6 +304,12 @@ pub trait Cell<F: Float>: Parameterized<F> {
         let mut drec = Array2::zeros((batch, self.rec_grad_dim()));
         let mut scratch = vec![F::zero(); self.scratch_len(batch)];
         self.step_backward(step, u, out, dxp.view_mut(), drec.view_mut(), &mut scratch)
+    }
+
+    /// The cell's optional diagnostics hook (saturation, derivative bound, total state
+    /// gradients); `None` by default, i.e. "not available", which every diagnostic handles.
+    fn probe(&self) -> Option<&dyn Probe<F>> {
+        None
     }
 }
 

@@ -146,6 +146,10 @@ impl<F: Float> Cell<F> for AnyCell<F> {
         dispatch!(self, c => c.scratch_len(batch))
     }
 
+    fn probe(&self) -> Option<&dyn rnnlab_core::Probe<F>> {
+        dispatch!(self, c => c.probe())
+    }
+
     fn state_width(&self) -> usize {
         dispatch!(self, c => c.state_width())
     }
