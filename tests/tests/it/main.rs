@@ -1,6 +1,7 @@
 //! Cross-crate flows: a model built from several crates, checked end to end.
 
 mod alloc_counter;
+mod bidirectional_weights;
 mod custom_cells;
 mod determinism;
 mod memory;
