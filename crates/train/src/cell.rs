@@ -545,47 +545,25 @@ macro_rules! checkpoint_without_extra_state {
 }
 checkpoint_without_extra_state!(Rnn, Lstm, Gru);
 
-impl<F: Float> CheckpointCell<F> for NormRnn<F> {
-    fn extra_state(&self) -> Result<Option<serde_json::Value>> {
-        AnyCell::from(self.clone()).extra_state()
-    }
-    fn load_extra_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let mut any = AnyCell::from(self.clone());
-        any.load_extra_state(state)?;
-        if let AnyCell::NormRnn(c) = any {
-            *self = *c;
-        }
-        Ok(())
-    }
+/// The normalised cells keep their running statistics through [`AnyCell`]'s serde form.
+macro_rules! checkpoint_through_any_cell {
+    ($($t:ident),*) => {
+        $(impl<F: Float> CheckpointCell<F> for $t<F> {
+            fn extra_state(&self) -> Result<Option<serde_json::Value>> {
+                AnyCell::from(self.clone()).extra_state()
+            }
+            fn load_extra_state(&mut self, state: serde_json::Value) -> Result<()> {
+                let mut any = AnyCell::from(self.clone());
+                any.load_extra_state(state)?;
+                if let AnyCell::$t(c) = any {
+                    *self = *c;
+                }
+                Ok(())
+            }
+        })*
+    };
 }
-
-impl<F: Float> CheckpointCell<F> for NormLstm<F> {
-    fn extra_state(&self) -> Result<Option<serde_json::Value>> {
-        AnyCell::from(self.clone()).extra_state()
-    }
-    fn load_extra_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let mut any = AnyCell::from(self.clone());
-        any.load_extra_state(state)?;
-        if let AnyCell::NormLstm(c) = any {
-            *self = *c;
-        }
-        Ok(())
-    }
-}
-
-impl<F: Float> CheckpointCell<F> for NormGru<F> {
-    fn extra_state(&self) -> Result<Option<serde_json::Value>> {
-        AnyCell::from(self.clone()).extra_state()
-    }
-    fn load_extra_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let mut any = AnyCell::from(self.clone());
-        any.load_extra_state(state)?;
-        if let AnyCell::NormGru(c) = any {
-            *self = *c;
-        }
-        Ok(())
-    }
-}
+checkpoint_through_any_cell!(NormRnn, NormLstm, NormGru);
 
 impl From<RnnSpec> for CellConfig {
     fn from(s: RnnSpec) -> Self {
