@@ -697,6 +697,31 @@ mod tests {
     use rnnlab_cells::{BackwardOptions, OutputGrad, Recurrent};
     use rnnlab_core::{Error, seeded_rng};
 
+    /// A model of `NormLstm` itself (not `AnyCell`) checkpoints its running statistics too.
+    #[test]
+    fn normalised_cells_carry_their_running_statistics_alone() {
+        let cfg = CellConfig::from(LstmSpec::new().with_norm(NormConfig::batch(NormPlacement::Full, 4)));
+        let make = |seed| match cfg.init::<f64>(2, 3, &mut seeded_rng(seed)).unwrap() {
+            AnyCell::NormLstm(c) => *c,
+            other => unreachable!("a batch-normalised LSTM config made a {}", other.name()),
+        };
+        let mut trained = make(0);
+        // Move the running statistics off their initial values with one training pass.
+        let mut stack = Recurrent::new(vec![trained.clone()]).unwrap();
+        let x = Array3::from_shape_fn((4, 5, 2), |(t, b, i)| (t * 3 + b * 2 + i) as f64 * 0.1);
+        stack.forward(x.view(), None).unwrap();
+        trained = stack.layers()[0].clone();
+        let state = trained.extra_state().unwrap().expect("batch norm keeps running statistics");
+        let mut fresh = make(1);
+        assert_ne!(serde_json::to_value(&fresh).unwrap(), serde_json::to_value(&trained).unwrap());
+        fresh.load_extra_state(state).unwrap();
+        assert_eq!(serde_json::to_value(&fresh).unwrap(), serde_json::to_value(&trained).unwrap());
+        // A plain LSTM has none, and refuses some.
+        let lstm = LstmConfig::new(2, 3).init::<f64>(&mut seeded_rng(0)).unwrap();
+        assert!(lstm.extra_state().unwrap().is_none());
+        assert!(lstm.clone().load_extra_state(serde_json::Value::Null).is_err());
+    }
+
     #[test]
     fn json_defaults_match_the_cells_configs() {
         let c: CellConfig = serde_json::from_str(r#"{"kind": "rnn"}"#).unwrap();
