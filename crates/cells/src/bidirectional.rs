@@ -9,7 +9,9 @@ use rnnlab_core::{
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::pool::Pool;
-use crate::recurrent::{Backward, BackwardOptions, OutputGrad, Recurrent, SeqCache, StepGrads, TruncatedRun};
+use crate::recurrent::{
+    Backward, BackwardOptions, OutputGrad, Recurrent, SeqCache, StepGrads, TruncatedRun, check_output_grad,
+};
 
 /// One of the two directions of a bidirectional layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -470,27 +472,7 @@ impl<F: Float, C: Cell<F>> Bidirectional<F, C> {
         }
         let (t_len, batch) = (cache.time, cache.batch);
         let out_dim = self.output_dim();
-        match d_out {
-            OutputGrad::Every(g) => {
-                rnnlab_core::validate::shape(
-                    op,
-                    "output gradient [time, batch, 2·hidden_dim]",
-                    &[t_len, batch, out_dim],
-                    g.shape(),
-                )?;
-                rnnlab_core::validate::finite_array(op, "output gradient", &g)?;
-            }
-            OutputGrad::Last(g) => {
-                rnnlab_core::validate::shape(
-                    op,
-                    "last-step output gradient [batch, 2·hidden_dim]",
-                    &[batch, out_dim],
-                    g.shape(),
-                )?;
-                rnnlab_core::validate::finite_array(op, "output gradient", &g)?;
-            }
-            OutputGrad::None => {}
-        }
+        check_output_grad(op, d_out, t_len, batch, out_dim, "2·hidden_dim")?;
         if let Some(d_final) = d_final {
             self.check_states(op, "final-state gradient", d_final, batch)?;
         }

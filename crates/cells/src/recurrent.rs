@@ -431,28 +431,7 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
                 format!("{}", cache.layers.len()),
             ));
         }
-        let h_top = self.hidden_dim();
-        match d_out {
-            OutputGrad::Every(g) => {
-                rnnlab_core::validate::shape(
-                    op,
-                    "output gradient [time, batch, hidden_dim]",
-                    &[t_len, batch, h_top],
-                    g.shape(),
-                )?;
-                rnnlab_core::validate::finite_array(op, "output gradient", &g)?;
-            }
-            OutputGrad::Last(g) => {
-                rnnlab_core::validate::shape(
-                    op,
-                    "last-step output gradient [batch, hidden_dim]",
-                    &[batch, h_top],
-                    g.shape(),
-                )?;
-                rnnlab_core::validate::finite_array(op, "output gradient", &g)?;
-            }
-            OutputGrad::None => {}
-        }
+        check_output_grad(op, d_out, t_len, batch, self.hidden_dim(), "hidden_dim")?;
         if let Some(d_final) = d_final {
             self.check_states(op, "final-state gradient", d_final, batch)?;
         }
@@ -592,6 +571,31 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
             rnnlab_core::validate::finite_values(op, what, st.data().iter().copied())?;
         }
         Ok(())
+    }
+}
+
+/// `Err` unless the output gradient is `[time, batch, width]` (every step) or `[batch, width]`
+/// (last step) and finite; `width_name` names the width in the message.
+pub(crate) fn check_output_grad<F: Float>(
+    op: &str,
+    d_out: OutputGrad<'_, F>,
+    t_len: usize,
+    batch: usize,
+    width: usize,
+    width_name: &str,
+) -> Result<()> {
+    match d_out {
+        OutputGrad::Every(g) => {
+            let what = format!("output gradient [time, batch, {width_name}]");
+            rnnlab_core::validate::shape(op, &what, &[t_len, batch, width], g.shape())?;
+            rnnlab_core::validate::finite_array(op, "output gradient", &g)
+        }
+        OutputGrad::Last(g) => {
+            let what = format!("last-step output gradient [batch, {width_name}]");
+            rnnlab_core::validate::shape(op, &what, &[batch, width], g.shape())?;
+            rnnlab_core::validate::finite_array(op, "output gradient", &g)
+        }
+        OutputGrad::None => Ok(()),
     }
 }
 
