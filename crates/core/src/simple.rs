@@ -226,19 +226,42 @@ impl<C> Simple<C> {
 
 impl<C> Simple<C> {
     /// The simple cell's view of one step of the unroller's buffers.
-    fn simple_step<'a, F: Float>(&self, op: &str, step: StepRefs<'a, F>) -> Result<SimpleStep<'a, F>>
+    fn simple_step<'a, F: Float>(&self, op: Op<'_>, step: StepRefs<'a, F>) -> Result<SimpleStep<'a, F>>
     where
         C: SimpleCell<F>,
     {
         let b = step.prev.nrows();
         let saved_w = self.cell.saved_width();
         let cache = step.cache.get(..b * saved_w).ok_or_else(|| {
-            Error::shape(op, format!("a step cache of {} values", b * saved_w), format!("{}", step.cache.len()))
+            Error::shape(
+                op.to_string(),
+                format!("a step cache of {} values", b * saved_w),
+                format!("{}", step.cache.len()),
+            )
         })?;
-        let saved =
-            ArrayView2::from_shape((b, saved_w), cache).map_err(|e| Error::shape(op, "step cache", e.to_string()))?;
+        let saved = ArrayView2::from_shape((b, saved_w), cache)
+            .map_err(|e| Error::shape(op.to_string(), "step cache", e.to_string()))?;
         Ok(SimpleStep { t: step.t, x: step.xp, prev: step.prev, next: step.next, saved })
     }
+}
+
+/// The operation of a message: the cell's name and the adapter's method, formatted only when
+/// an error is made (the checks run at every step).
+#[derive(Clone, Copy)]
+struct Op<'a>(&'a str, &'static str);
+
+impl std::fmt::Display for Op<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (Simple::{})", self.0, self.1)
+    }
+}
+
+/// `Err(Shape)` unless `got == expected`, naming `op` and `what`.
+fn shape(op: Op<'_>, what: &str, expected: &[usize], got: &[usize]) -> Result<()> {
+    if expected != got {
+        return Err(Error::shape(op.to_string(), format!("{what} {expected:?}"), format!("{got:?}")));
+    }
+    Ok(())
 }
 
 fn rows<F>(a: ArrayView2<'_, F>, t: usize, batch: usize) -> ArrayView2<'_, F> {
@@ -283,9 +306,9 @@ impl<F: Float, C: SimpleCell<F>> Cell<F> for Simple<C> {
     }
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
-        let op = format!("{} (Simple::project_input)", self.name());
-        crate::validate::shape(&op, "input [n, input_dim]", &[x.nrows(), self.input_dim()], x.shape())?;
-        crate::validate::shape(&op, "projection [n, input_dim]", x.shape(), out.shape())?;
+        let op = Op(self.name(), "project_input");
+        shape(op, "input [n, input_dim]", &[x.nrows(), self.input_dim()], x.shape())?;
+        shape(op, "projection [n, input_dim]", x.shape(), out.shape())?;
         out.assign(&x);
         Ok(())
     }
@@ -303,14 +326,14 @@ impl<F: Float, C: SimpleCell<F>> Cell<F> for Simple<C> {
         let b = prev.nrows();
         let saved_w = self.cell.saved_width();
         let sw = self.state_width();
-        let op = format!("{name} (Simple::step)");
-        crate::validate::shape(&op, "input [batch, input_dim]", &[b, self.input_dim()], xp.shape())?;
-        crate::validate::shape(&op, "state [batch, state_width]", &[b, sw], prev.shape())?;
-        crate::validate::shape(&op, "next state [batch, state_width]", &[b, sw], next.shape())?;
+        let op = Op(name, "step");
+        shape(op, "input [batch, input_dim]", &[b, self.input_dim()], xp.shape())?;
+        shape(op, "state [batch, state_width]", &[b, sw], prev.shape())?;
+        shape(op, "next state [batch, state_width]", &[b, sw], next.shape())?;
         let cache_len = cache.len();
-        let cache = cache
-            .get_mut(..b * saved_w)
-            .ok_or_else(|| Error::shape(&op, format!("a cache of {} values", b * saved_w), format!("{cache_len}")))?;
+        let cache = cache.get_mut(..b * saved_w).ok_or_else(|| {
+            Error::shape(op.to_string(), format!("a cache of {} values", b * saved_w), format!("{cache_len}"))
+        })?;
         let x = xp.view();
         let (s, saved) = self.cell.step_saved(x, prev)?;
         Self::check_result(name, "step_saved", "state", t, [b, sw], &s)?;
@@ -335,16 +358,16 @@ impl<F: Float, C: SimpleCell<F>> Cell<F> for Simple<C> {
     ) -> Result<()> {
         let name = self.name();
         let (b, sw, i) = (dnext.nrows(), self.state_width(), self.input_dim());
-        let op = format!("{name} (Simple::step_backward)");
+        let op = Op(name, "step_backward");
         for (what, got) in [("∂L/∂s_t", dnext.shape()), ("s_{t-1}", step.prev.shape()), ("s_t", step.next.shape())]
         {
-            crate::validate::shape(&op, &format!("{what} [batch, state_width]"), &[b, sw], got)?;
+            shape(op, &format!("{what} [batch, state_width]"), &[b, sw], got)?;
         }
-        crate::validate::shape(&op, "∂L/∂s_{t-1} [batch, state_width]", &[b, sw], dprev.shape())?;
-        crate::validate::shape(&op, "recurrent gradient [batch, state_width]", &[b, sw], drec.shape())?;
-        crate::validate::shape(&op, "input [batch, input_dim]", &[b, i], step.xp.shape())?;
-        crate::validate::shape(&op, "∂L/∂x_t [batch, input_dim]", &[b, i], dxp.shape())?;
-        let simple = self.simple_step(&op, step)?;
+        shape(op, "∂L/∂s_{t-1} [batch, state_width]", &[b, sw], dprev.shape())?;
+        shape(op, "recurrent gradient [batch, state_width]", &[b, sw], drec.shape())?;
+        shape(op, "input [batch, input_dim]", &[b, i], step.xp.shape())?;
+        shape(op, "∂L/∂x_t [batch, input_dim]", &[b, i], dxp.shape())?;
+        let simple = self.simple_step(op, step)?;
         let (dx, dp) = self.cell.vjp(simple, dnext)?;
         Self::check_result(name, "vjp", "∂L/∂x_t", step.t, [b, i], &dx)?;
         Self::check_result(name, "vjp", "∂L/∂s_{t-1}", step.t, [b, sw], &dp)?;
@@ -358,25 +381,25 @@ impl<F: Float, C: SimpleCell<F>> Cell<F> for Simple<C> {
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
-        let op = format!("{} (Simple::accumulate_grads)", self.name());
+        let op = Op(self.name(), "accumulate_grads");
         let (b, sw, i) = (seq.batch, self.state_width(), self.input_dim());
-        crate::validate::positive_size(&op, "batch", b)?;
+        crate::validate::positive_size(&op.to_string(), "batch", b)?;
         let n = seq.x.nrows();
         if n % b != 0 {
-            return Err(Error::shape(&op, format!("rows a multiple of batch {b}"), format!("{n} rows")));
+            return Err(Error::shape(op.to_string(), format!("rows a multiple of batch {b}"), format!("{n} rows")));
         }
-        crate::validate::shape(&op, "inputs [time·batch, input_dim]", &[n, i], seq.x.shape())?;
-        crate::validate::shape(&op, "states before [time·batch, state_width]", &[n, sw], seq.prev.shape())?;
-        crate::validate::shape(&op, "states after [time·batch, state_width]", &[n, sw], seq.next.shape())?;
-        crate::validate::shape(&op, "∂L/∂s [time·batch, state_width]", &[n, sw], seq.drec.shape())?;
+        shape(op, "inputs [time·batch, input_dim]", &[n, i], seq.x.shape())?;
+        shape(op, "states before [time·batch, state_width]", &[n, sw], seq.prev.shape())?;
+        shape(op, "states after [time·batch, state_width]", &[n, sw], seq.next.shape())?;
+        shape(op, "∂L/∂s [time·batch, state_width]", &[n, sw], seq.drec.shape())?;
         let saved_w = self.cell.saved_width();
-        crate::validate::shape(&op, "caches [time, batch·saved_width]", &[n / b, b * saved_w], seq.cache.shape())?;
+        shape(op, "caches [time, batch·saved_width]", &[n / b, b * saved_w], seq.cache.shape())?;
         for t in 0..n / b {
             let saved = seq
                 .cache
                 .row(t)
                 .into_shape_with_order((b, saved_w))
-                .map_err(|e| Error::shape(&op, "a contiguous cache row", e.to_string()))?;
+                .map_err(|e| Error::shape(op.to_string(), "a contiguous cache row", e.to_string()))?;
             let step =
                 SimpleStep { t, x: rows(seq.x, t, b), prev: rows(seq.prev, t, b), next: rows(seq.next, t, b), saved };
             self.cell.add_param_grads(step, rows(seq.drec, t, b))?;
@@ -385,9 +408,9 @@ impl<F: Float, C: SimpleCell<F>> Cell<F> for Simple<C> {
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
-        let op = format!("{} (Simple::input_grad)", self.name());
-        crate::validate::shape(&op, "∂L/∂xp [n, input_dim]", &[dxp.nrows(), self.input_dim()], dxp.shape())?;
-        crate::validate::shape(&op, "∂L/∂x [n, input_dim]", dxp.shape(), dx.shape())?;
+        let op = Op(self.name(), "input_grad");
+        shape(op, "∂L/∂xp [n, input_dim]", &[dxp.nrows(), self.input_dim()], dxp.shape())?;
+        shape(op, "∂L/∂x [n, input_dim]", dxp.shape(), dx.shape())?;
         dx.assign(&dxp);
         Ok(())
     }
@@ -401,12 +424,12 @@ impl<F: Float, C: SimpleCell<F>> Cell<F> for Simple<C> {
     ) -> Result<()> {
         let name = self.name();
         let (b, sw) = (v.nrows(), self.state_width());
-        let op = format!("{name} (Simple::jvp_state)");
-        crate::validate::shape(&op, "v [batch, state_width]", &[b, sw], v.shape())?;
-        crate::validate::shape(&op, "out [batch, state_width]", &[b, sw], out.shape())?;
-        crate::validate::shape(&op, "s_{t-1} [batch, state_width]", &[b, sw], step.prev.shape())?;
-        crate::validate::shape(&op, "input [batch, input_dim]", &[b, self.input_dim()], step.xp.shape())?;
-        let simple = self.simple_step(&op, step)?;
+        let op = Op(name, "jvp_state");
+        shape(op, "v [batch, state_width]", &[b, sw], v.shape())?;
+        shape(op, "out [batch, state_width]", &[b, sw], out.shape())?;
+        shape(op, "s_{t-1} [batch, state_width]", &[b, sw], step.prev.shape())?;
+        shape(op, "input [batch, input_dim]", &[b, self.input_dim()], step.xp.shape())?;
+        let simple = self.simple_step(op, step)?;
         if let Some(j) = self.cell.jvp(simple, v)? {
             Self::check_result(name, "jvp", "J·v", step.t, [b, sw], &j)?;
             out.assign(&j);
