@@ -3,6 +3,8 @@
 mod cell;
 mod checkpoint;
 mod config;
+mod diagnostics;
+mod inspector;
 mod loss;
 mod model;
 mod observer;
@@ -14,6 +16,8 @@ mod weights;
 pub use cell::{AnyCell, CellConfig, CheckpointCell, CustomCellSpec, GruSpec, LstmSpec, RnnSpec};
 pub use checkpoint::{CHECKPOINT_FORMAT_VERSION, MODEL_FILE, STATE_FILE};
 pub use config::{DEFAULT_EVAL_SEED, TrainConfig};
+pub use diagnostics::{DiagnosticsRecorder, StepReport};
+pub use inspector::{Inspector, NoInspector, StepView};
 pub use loss::{LossKind, LossValue, mse, softmax_cross_entropy};
 pub use model::{EVAL_CHUNK, GradOptions, LossAndGrad, ModelConfig, ModelGrads, ReadoutConfig, SeqModel};
 pub use observer::{Control, EvalMetrics, Observer, Progress, Recorder, Silent, StepMetrics};

@@ -8,9 +8,10 @@ use rnnlab_optim::{FiniteOutcome, NonFiniteCounter, NonFinitePolicy, Optimizer, 
 use rnnlab_tasks::{Batch, DataSource, TaskConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::model::Pass;
 use crate::{
-    AnyCell, Control, Divergence, DivergenceReason, EvalMetrics, Observer, RECENT_LOSSES, RunSummary, SeqModel,
-    StepMetrics, TrainConfig,
+    AnyCell, Control, Divergence, DivergenceReason, EvalMetrics, GradOptions, Inspector, LossAndGrad, NoInspector,
+    Observer, RECENT_LOSSES, RunSummary, SeqModel, StepMetrics, StepView, TrainConfig,
 };
 
 /// The progress of a run, saved in checkpoints.
@@ -195,10 +196,25 @@ impl<F: Float, C: Cell<F>> Trainer<F, C> {
     /// Only for failures that are not divergence: shapes or configs that cannot occur with a
     /// validated config, and errors of the parts (reported, never panicking).
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<RunSummary> {
+        self.run_inspected(observer, &mut NoInspector)
+    }
+
+    /// [`Trainer::run`] with an [`Inspector`] that sees the steps it asks for from the inside
+    /// (the model, the batch, the forward cache and the backward pass), e.g.
+    /// [`crate::DiagnosticsRecorder`]. Steps it does not want run as in [`Trainer::run`]; the
+    /// parameters are the same bits either way.
+    ///
+    /// # Errors
+    /// As [`Trainer::run`], and whatever the inspector returns.
+    pub fn run_inspected(
+        &mut self,
+        observer: &mut dyn Observer,
+        inspector: &mut dyn Inspector<F, C>,
+    ) -> Result<RunSummary> {
         let start = Instant::now();
         let mut stopped = false;
         while self.state.diverged.is_none() && self.state.step < self.config.n_steps && !stopped {
-            stopped = self.train_step(observer)? == Control::Stop;
+            stopped = self.train_step(observer, inspector)? == Control::Stop;
             let every = self.config.eval_every;
             if self.state.diverged.is_none() && every > 0 && self.state.step % every == 0 {
                 stopped |= self.record_eval(observer)? == Control::Stop;
@@ -225,6 +241,38 @@ impl<F: Float, C: Cell<F>> Trainer<F, C> {
         Ok(summary)
     }
 
+    /// [`SeqModel::loss_and_grad`] with the pass shown to the inspector before its buffers are
+    /// given back.
+    fn inspected_pass(
+        &mut self,
+        batch: &Batch<F>,
+        telemetry: bool,
+        inspector: &mut dyn Inspector<F, C>,
+    ) -> Result<LossAndGrad> {
+        let pass = self.model.pass("Trainer::run_inspected", batch, GradOptions::default())?;
+        let Pass { fwd, loss, bwd, .. } = pass;
+        let seen = match &bwd {
+            Some(backward) => inspector.inspect(StepView {
+                step: self.state.step,
+                model: &self.model,
+                batch,
+                loss,
+                cache: &fwd.cache,
+                backward,
+            }),
+            None => Ok(()),
+        };
+        let step_grad_norms =
+            bwd.as_ref().filter(|_| telemetry).map(|b| b.step_grads.iter().map(|g| g.norms(0)).collect());
+        let backward = bwd.is_some();
+        self.model.rnn_mut().recycle(fwd.cache);
+        if let Some(b) = bwd {
+            self.model.rnn_mut().recycle_grads(b);
+        }
+        seen?;
+        Ok(LossAndGrad { loss, backward, step_grad_norms })
+    }
+
     fn record_eval(&mut self, observer: &mut dyn Observer) -> Result<Control> {
         let m = self.evaluate()?;
         if self.state.best_eval.as_ref().is_none_or(|b| m.loss < b.loss) {
@@ -245,13 +293,18 @@ impl<F: Float, C: Cell<F>> Trainer<F, C> {
         Control::Stop
     }
 
-    fn train_step(&mut self, observer: &mut dyn Observer) -> Result<Control> {
+    fn train_step(&mut self, observer: &mut dyn Observer, inspector: &mut dyn Inspector<F, C>) -> Result<Control> {
         let t = self.state.step;
         let cfg = &self.config;
         let telemetry = cfg.telemetry_every > 0 && t % cfg.telemetry_every == 0;
         let batch = self.data.sample(cfg.batch_size, &mut self.rng)?;
         self.model.zero_grad();
-        let out = self.model.loss_and_grad(&batch, telemetry)?;
+        let inspected = inspector.wants(t);
+        let out = if inspected {
+            self.inspected_pass(&batch, telemetry, inspector)?
+        } else {
+            self.model.loss_and_grad(&batch, telemetry)?
+        };
         let loss = out.loss;
         let initial = *self.state.initial_loss.get_or_insert(loss);
         self.state.recent_losses.push(loss);
@@ -288,6 +341,9 @@ impl<F: Float, C: Cell<F>> Trainer<F, C> {
         } else {
             (f64::NAN, false)
         };
+        if inspected {
+            inspector.after_update(t, &self.model)?;
+        }
         self.state.step += 1;
         self.state.last_loss = Some(loss);
         let metrics = StepMetrics {
