@@ -96,7 +96,7 @@ impl<F: Float, C: CheckpointCell<F>> Trainer<F, C> {
             optimizer: self.optimizer.state(),
             rng: self.rng.clone(),
             run: self.state.clone(),
-            running_stats: (self.model.rnn().layers().iter().enumerate())
+            running_stats: (self.model.rnn().cells().into_iter().enumerate())
                 .filter_map(|(l, c)| c.extra_state().map(|s| s.map(|s| (l, s))).transpose())
                 .collect::<Result<_>>()?,
         };
@@ -152,7 +152,7 @@ impl<F: Float, C: CheckpointCell<F>> Trainer<F, C> {
         let (model, data) = build(&state.config)?;
         let mut trainer = Trainer::with_parts(state.config, model, data)?;
         for (l, extra) in state.running_stats {
-            let layers = trainer.model.rnn_mut().layers_mut();
+            let mut layers = trainer.model.rnn_mut().cells_mut();
             let n_layers = layers.len();
             let cell = layers.get_mut(l).ok_or_else(|| {
                 Error::format(OP, format!("{STATE_FILE}: state of layer {l}, the model has {n_layers} layers"))
@@ -215,12 +215,16 @@ mod tests {
     }
 
     fn resume_is_bit_identical<F: Float>(cell: CellConfig) {
-        let dir = tmpdir(&format!("resume-{}-{}", cell.kind(), F::NAME));
-        let mut full = Trainer::<F>::new(small(cell.clone())).unwrap();
+        resume_config_is_bit_identical::<F>(small(cell));
+    }
+
+    fn resume_config_is_bit_identical<F: Float>(config: TrainConfig) {
+        let dir = tmpdir(&format!("resume-{}-{}", config.model.cell.kind(), F::NAME));
+        let mut full = Trainer::<F>::new(config.clone()).unwrap();
         let mut full_rec = Recorder::default();
         let full_summary = full.run(&mut full_rec).unwrap();
 
-        let mut first = Trainer::<F>::new(small(cell)).unwrap();
+        let mut first = Trainer::<F>::new(config).unwrap();
         let mut rec = Recorder { stop_after: Some(5), ..Recorder::default() };
         first.run(&mut rec).unwrap();
         first.save_checkpoint(&dir).unwrap();
@@ -243,6 +247,17 @@ mod tests {
     fn resume_gives_bit_identical_parameters_f32_every_cell() {
         for cell in [CellConfig::rnn(), CellConfig::lstm(), CellConfig::gru()] {
             resume_is_bit_identical::<f32>(cell);
+        }
+    }
+
+    #[test]
+    fn resume_gives_bit_identical_parameters_bidirectional() {
+        use rnnlab_cells::{NormConfig, NormPlacement};
+        let bn = CellConfig::from(crate::LstmSpec::new().with_norm(NormConfig::batch(NormPlacement::Full, 8)));
+        for cell in [CellConfig::gru(), bn] {
+            let mut cfg = small(cell);
+            cfg.model = cfg.model.with_bidirectional(true);
+            resume_config_is_bit_identical::<f32>(cfg);
         }
     }
 

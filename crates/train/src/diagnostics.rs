@@ -5,7 +5,7 @@ use rnnlab_core::{Cell, Error, Float, Result};
 use rnnlab_diagnostics::{DiagnoseConfig, LossKind as DiagLoss, ParamSnapshot, Report, report_from_pass};
 use serde::{Deserialize, Serialize};
 
-use crate::{Inspector, SeqModel, StepView};
+use crate::{Inspector, SeqModel, StackCache, StepView};
 
 /// The report of one training step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,7 +89,13 @@ impl<F: Float, C: Cell<F>> Inspector<F, C> for DiagnosticsRecorder<F> {
 
     fn inspect(&mut self, view: StepView<'_, F, C>) -> Result<()> {
         let loss = if view.model.config().loss.every_step() { DiagLoss::Every } else { DiagLoss::Last };
-        let report = report_from_pass(view.model.rnn(), view.cache, view.backward, loss, &self.config)?;
+        let (Some(rnn), StackCache::Unidirectional(cache)) = (view.model.rnn().as_unidirectional(), view.cache) else {
+            return Err(Error::config(
+                "DiagnosticsRecorder",
+                "the diagnostics report of a bidirectional model is not available yet: record a unidirectional one",
+            ));
+        };
+        let report = report_from_pass(rnn, cache, view.backward, loss, &self.config)?;
         self.before = Some(ParamSnapshot::take(view.model));
         self.reports.push(StepReport { step: view.step, loss: view.loss, report });
         Ok(())

@@ -2,11 +2,11 @@
 //! forward cache and the whole backward pass — for diagnostics during training. Only the steps
 //! an inspector asks for pay anything; [`NoInspector`] asks for none.
 
-use rnnlab_cells::{Backward, SeqCache};
+use rnnlab_cells::Backward;
 use rnnlab_core::{Cell, Float, Result};
 use rnnlab_tasks::Batch;
 
-use crate::SeqModel;
+use crate::{SeqModel, StackCache};
 
 /// One training step as an [`Inspector`] sees it: after the backward pass, before the finite
 /// check, clipping and the update (the gradients are the raw ones).
@@ -21,7 +21,7 @@ pub struct StepView<'a, F: Float, C> {
     /// The loss of the batch.
     pub loss: f64,
     /// The forward pass's cache (states, projections, caches), for Jacobian products.
-    pub cache: &'a SeqCache<F>,
+    pub cache: &'a StackCache<F>,
     /// The backward pass through the stack: ∂L/∂(initial states) and the per-step state
     /// gradients ∂L/∂s_t of every layer.
     pub backward: &'a Backward<F>,

@@ -9,6 +9,7 @@ mod loss;
 mod model;
 mod observer;
 mod safetensors;
+mod stack;
 mod summary;
 mod trainer;
 mod weights;
@@ -24,6 +25,7 @@ pub use observer::{Control, EvalMetrics, Observer, Progress, Recorder, Silent, S
 pub use safetensors::{
     DtypePolicy, MAX_HEADER_BYTES, read_state_dict, read_state_dict_file, state_dict_to_safetensors,
 };
+pub use stack::{Stack, StackCache, StackForward};
 pub use summary::{Divergence, DivergenceReason, RECENT_LOSSES, RunSummary};
 pub use trainer::Trainer;
 pub use weights::{

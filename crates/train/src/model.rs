@@ -2,7 +2,7 @@
 //! read-out, trained with one of the [`LossKind`]s.
 
 use ndarray::{Array1, Array3, ArrayD, ArrayView3, Axis, s};
-use rnnlab_cells::{Backward, BackwardOptions, Forward, GruVariant, Linear, LinearConfig, OutputGrad, Recurrent};
+use rnnlab_cells::{Backward, BackwardOptions, Bidirectional, GruVariant, Linear, LinearConfig, OutputGrad, Recurrent};
 use rnnlab_core::{
     Cell, Error, Float, Layer, ParamView, ParamViewMut, Parameterized, Result, Rng, State, seeded_rng, validate,
     visit_prefixed, visit_prefixed_mut,
@@ -11,7 +11,7 @@ use rnnlab_init::Init;
 use rnnlab_tasks::{Batch, Targets, Task};
 use serde::{Deserialize, Serialize};
 
-use crate::{AnyCell, CellConfig, LossKind, LossValue, mse, softmax_cross_entropy};
+use crate::{AnyCell, CellConfig, LossKind, LossValue, Stack, StackForward, mse, softmax_cross_entropy};
 
 /// How the linear read-out `head` is initialised; defaults are [`LinearConfig`]'s
 /// (Xavier-uniform weight, zero bias).
@@ -69,6 +69,12 @@ pub struct ModelConfig {
     /// Number of stacked recurrent layers.
     #[serde(default = "one")]
     pub n_layers: usize,
+    /// Both directions per layer, as PyTorch's `bidirectional=True` (default false): each layer
+    /// has a forward and a reverse cell, layer l > 0 reads both directions' outputs (width 2H),
+    /// and the read-out reads `[h_fwd, h_rev]` (width 2H) at the last step (PyTorch's
+    /// `output[-1]`) or at every step.
+    #[serde(default)]
+    pub bidirectional: bool,
     /// The cell kind and its initialisation.
     pub cell: CellConfig,
     /// The read-out's initialisation.
@@ -84,7 +90,17 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// A one-layer model with the default read-out and seed 0.
     pub fn new(input_dim: usize, hidden_dim: usize, output_dim: usize, cell: CellConfig, loss: LossKind) -> Self {
-        Self { input_dim, output_dim, hidden_dim, n_layers: 1, cell, readout: ReadoutConfig::default(), loss, seed: 0 }
+        Self {
+            input_dim,
+            output_dim,
+            hidden_dim,
+            n_layers: 1,
+            bidirectional: false,
+            cell,
+            readout: ReadoutConfig::default(),
+            loss,
+            seed: 0,
+        }
     }
 
     /// A one-layer model fitted to a task: its input and output widths and the loss of its
@@ -96,6 +112,12 @@ impl ModelConfig {
     /// Sets the number of layers.
     pub fn with_n_layers(mut self, n_layers: usize) -> Self {
         self.n_layers = n_layers;
+        self
+    }
+
+    /// Makes every layer bidirectional.
+    pub fn with_bidirectional(mut self, bidirectional: bool) -> Self {
+        self.bidirectional = bidirectional;
         self
     }
 
@@ -124,7 +146,8 @@ impl ModelConfig {
             CellConfig::Custom(c) => format!("custom({})", c.name),
         };
         let cell = format!("{cell}{}", self.cell.norm_tag());
-        format!("{cell}, {} layers, {} → {} → {}", self.n_layers, self.input_dim, self.hidden_dim, self.output_dim)
+        let bi = if self.bidirectional { "bidirectional " } else { "" };
+        format!("{cell}, {} {bi}layers, {} → {} → {}", self.n_layers, self.input_dim, self.hidden_dim, self.output_dim)
     }
 
     /// Checks sizes, the cell and the read-out.
@@ -143,20 +166,18 @@ impl ModelConfig {
         self.readout.bias_init.validate()
     }
 
-    /// Validates, then draws the parameters from `seeded_rng(seed)`: layer 0, 1, …, then the head.
+    /// Validates, then draws the parameters from `seeded_rng(seed)`: layer 0, 1, … (each layer's
+    /// forward cell, then its reverse cell when bidirectional), then the head.
     ///
     /// # Errors
     /// As [`ModelConfig::validate`].
     pub fn build<F: Float>(&self) -> Result<SeqModel<F>> {
         self.validate()?;
         let mut rng = seeded_rng(self.seed);
-        let layers = (0..self.n_layers)
-            .map(|l| {
-                let input = if l == 0 { self.input_dim } else { self.hidden_dim };
-                self.cell.init::<F>(input, self.hidden_dim, &mut rng)
-            })
+        let cells = (self.cell_inputs().into_iter())
+            .map(|(_, input)| self.cell.init::<F>(input, self.hidden_dim, &mut rng))
             .collect::<Result<Vec<_>>>()?;
-        self.finish(layers, &mut rng)
+        self.finish(cells, &mut rng)
     }
 
     /// Builds a model of a caller-made cell — your own [`Cell`], or a `SimpleCell` wrapped in
@@ -180,7 +201,7 @@ impl ModelConfig {
     /// let model = cfg.build_with::<f32, _>(|i, h, rng| {
     ///     Ok(Simple::new(SimpleRnn::init(&RnnConfig::new(i, h), ActivationKind::Tanh, rng)?))
     /// })?;
-    /// assert_eq!(model.rnn().layers()[0].inner().hidden_dim(), 16);
+    /// assert_eq!(model.rnn().cells()[0].inner().hidden_dim(), 16);
     /// # use rnnlab_core::SimpleCell;
     /// # Ok::<(), rnnlab_core::Error>(())
     /// ```
@@ -201,8 +222,7 @@ impl ModelConfig {
         };
         let mut rng = seeded_rng(self.seed);
         let mut layers = Vec::with_capacity(self.n_layers);
-        for l in 0..self.n_layers {
-            let input = if l == 0 { self.input_dim } else { self.hidden_dim };
+        for (l, input) in self.cell_inputs() {
             let cell = make_cell(input, self.hidden_dim, &mut rng)?;
             if cell.name() != spec.name {
                 return Err(Error::config(
@@ -226,12 +246,39 @@ impl ModelConfig {
         self.finish(layers, &mut rng)
     }
 
-    fn finish<F: Float, C: Cell<F>>(&self, layers: Vec<C>, rng: &mut Rng) -> Result<SeqModel<F, C>> {
-        let head = LinearConfig::new(self.hidden_dim, self.output_dim)
+    /// The width of the read-out's input: H, or 2H when bidirectional.
+    pub fn output_width(&self) -> usize {
+        if self.bidirectional { 2 * self.hidden_dim } else { self.hidden_dim }
+    }
+
+    /// (layer, input width) of every cell in drawing order: per layer the forward cell, then
+    /// the reverse one when bidirectional.
+    fn cell_inputs(&self) -> Vec<(usize, usize)> {
+        let directions = if self.bidirectional { 2 } else { 1 };
+        (0..self.n_layers)
+            .flat_map(|l| {
+                let input = if l == 0 { self.input_dim } else { self.output_width() };
+                std::iter::repeat_n((l, input), directions)
+            })
+            .collect()
+    }
+
+    fn finish<F: Float, C: Cell<F>>(&self, cells: Vec<C>, rng: &mut Rng) -> Result<SeqModel<F, C>> {
+        let head = LinearConfig::new(self.output_width(), self.output_dim)
             .with_weight_init(self.readout.weight_init.clone())
             .with_bias_init(self.readout.bias_init.clone())
             .init::<F>(rng)?;
-        Ok(SeqModel { config: self.clone(), rnn: Recurrent::new(layers)?, head })
+        let rnn = if self.bidirectional {
+            let mut cells = cells.into_iter();
+            let mut pairs = Vec::with_capacity(self.n_layers);
+            while let (Some(f), Some(r)) = (cells.next(), cells.next()) {
+                pairs.push((f, r));
+            }
+            Stack::Bidirectional(Bidirectional::new(pairs)?)
+        } else {
+            Stack::Unidirectional(Recurrent::new(cells)?)
+        };
+        Ok(SeqModel { config: self.clone(), rnn, head })
     }
 }
 
@@ -296,13 +343,13 @@ pub const EVAL_CHUNK: usize = 256;
 #[derive(Clone, Debug, PartialEq)]
 pub struct SeqModel<F: Float, C = AnyCell<F>> {
     config: ModelConfig,
-    rnn: Recurrent<F, C>,
+    rnn: Stack<F, C>,
     head: Linear<F>,
 }
 
 /// One forward pass, the loss, and the backward pass when the loss allows it.
 pub(crate) struct Pass<F> {
-    pub(crate) fwd: Forward<F>,
+    pub(crate) fwd: StackForward<F>,
     pub(crate) loss: f64,
     pub(crate) predictions: ArrayD<F>,
     pub(crate) bwd: Option<Backward<F>>,
@@ -314,13 +361,13 @@ impl<F: Float, C: Cell<F>> SeqModel<F, C> {
         &self.config
     }
 
-    /// The recurrent stack.
-    pub fn rnn(&self) -> &Recurrent<F, C> {
+    /// The recurrent stack (unidirectional or bidirectional).
+    pub fn rnn(&self) -> &Stack<F, C> {
         &self.rnn
     }
 
     /// The recurrent stack, mutable.
-    pub fn rnn_mut(&mut self) -> &mut Recurrent<F, C> {
+    pub fn rnn_mut(&mut self) -> &mut Stack<F, C> {
         &mut self.rnn
     }
 
@@ -567,6 +614,50 @@ mod tests {
             grad_check(ModelConfig::for_task(&copy, 3, cell.clone()), copy.sample(2, &mut rng).unwrap());
             grad_check(ModelConfig::for_task(&order, 3, cell), order.sample(3, &mut rng).unwrap());
         }
+    }
+
+    #[test]
+    fn bidirectional_models_have_exact_gradients() {
+        let adding = AddingConfig::new(5).build().unwrap();
+        let order = TemporalOrderConfig::new(10).build().unwrap();
+        for (i, cell) in [CellConfig::lstm(), CellConfig::gru(), CellConfig::rnn()].into_iter().enumerate() {
+            let mut rng = seeded_rng(40 + i as u64);
+            let bi = |m: ModelConfig| m.with_n_layers(2).with_bidirectional(true);
+            grad_check(bi(ModelConfig::for_task(&adding, 3, cell.clone())), adding.sample(2, &mut rng).unwrap());
+            grad_check(bi(ModelConfig::for_task(&order, 3, cell)), order.sample(2, &mut rng).unwrap());
+        }
+    }
+
+    #[test]
+    fn bidirectional_names_shapes_and_weights_files() {
+        let cfg = ModelConfig::new(2, 5, 3, CellConfig::lstm(), LossKind::CrossEntropyLast)
+            .with_n_layers(2)
+            .with_bidirectional(true);
+        let m = cfg.build::<f32>().unwrap();
+        let mut got = Vec::new();
+        m.visit_params(&mut |n, p| got.push((n.to_string(), p.value.shape().to_vec())));
+        assert_eq!(got[0], ("rnn.layers.0.w_ih".to_string(), vec![20, 2]));
+        assert_eq!(got[4], ("rnn.layers.0.reverse.w_ih".to_string(), vec![20, 2]));
+        assert_eq!(got[8], ("rnn.layers.1.w_ih".to_string(), vec![20, 10]), "layer 1 reads both directions");
+        assert_eq!(got[16], ("head.weight".to_string(), vec![3, 10]));
+        assert!(m.config().architecture().contains("bidirectional"));
+        // The weights file under PyTorch's names, and back, bit for bit.
+        let bytes = m.to_safetensors().unwrap();
+        let file = ::safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert!(file.names().contains(&"rnn.weight_hh_l1_reverse"));
+        let mut other = cfg.clone().with_seed(9).build::<f32>().unwrap();
+        assert_ne!(other, m);
+        other.load_safetensors_bytes(&bytes).unwrap();
+        assert_eq!(other.state_dict(), m.state_dict());
+        // A unidirectional model's weights do not load into it, nor its into a unidirectional one.
+        let uni = cfg.clone().with_bidirectional(false).build::<f32>().unwrap();
+        let e = other.load_safetensors_bytes(&uni.to_safetensors().unwrap()).unwrap_err();
+        assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("bidirectional"), "{e}");
+        let mut uni = uni;
+        assert!(uni.load_safetensors_bytes(&bytes).is_err());
+        // Predictions: the head reads [h_fwd, h_rev] at the last step.
+        let x = ndarray::Array3::from_shape_fn((4, 2, 2), |(t, b, i)| (t + b + i) as f32 * 0.1);
+        assert_eq!(other.clone().predict(x.view()).unwrap().shape(), &[2, 3]);
     }
 
     #[test]
