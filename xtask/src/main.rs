@@ -14,6 +14,7 @@
 //!     line with each ratio column's minimum and the minimum vs torch fused at H ≤ 128.
 
 mod bench;
+mod compare;
 mod peers;
 
 use std::path::{Path, PathBuf};
@@ -33,11 +34,15 @@ enum Cmd {
     /// Benchmark one training step of each cell (criterion) and print a table of medians,
     /// optionally beside peer (PyTorch, JAX) figures.
     Bench(bench::BenchArgs),
+    /// Run the comparison suite: which remedy for vanishing/exploding gradients works,
+    /// measured; writes results.json and prints one verdict per claim.
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Bench(args) => bench::bench(&args, &root()),
+        Cmd::Compare(args) => compare::compare(&args, &root()),
     }
 }
 

@@ -1,0 +1,218 @@
+//! [`Grid`]: the suite as data — experiments, each a claim and a list of runs, each run a
+//! [`TrainConfig`] — and its validation, which refuses a bad grid before any run starts.
+
+use rnnlab_core::{Error, Result};
+use rnnlab_tasks::{DataSource, TaskConfig};
+use rnnlab_train::{CellConfig, TrainConfig};
+use serde::{Deserialize, Serialize};
+
+/// The version of the grid format this crate reads.
+pub const GRID_SCHEMA: u32 = 1;
+
+/// The largest sizes a grid entry may ask for: a run over any of them is refused before it
+/// starts, naming the entry (a typo must not reach an allocation of gigabytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest `hidden_dim`.
+    pub hidden_dim: usize,
+    /// Largest `n_layers`.
+    pub n_layers: usize,
+    /// Largest sequence length.
+    pub seq_len: usize,
+    /// Largest `batch_size`, `eval_batch` and probe batch.
+    pub batch: usize,
+    /// Largest `n_steps`.
+    pub n_steps: u64,
+    /// Largest estimate of one forward pass's cache, in values (f32: 4 bytes each).
+    pub cache_values: u128,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            hidden_dim: 4096,
+            n_layers: 16,
+            seq_len: 100_000,
+            batch: 100_000,
+            n_steps: 10_000_000,
+            cache_values: 1 << 28,
+        }
+    }
+}
+
+/// A whole suite: `{"schema": 1, "experiments": [...]}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grid {
+    /// [`GRID_SCHEMA`].
+    pub schema: u32,
+    /// The experiments, in report order.
+    pub experiments: Vec<ExperimentSpec>,
+}
+
+/// One experiment: the claim it tests and its runs. The verdict's rule belongs to the
+/// experiment's `id` ([`crate::verdict`]); an id without a rule is reported "not evaluated".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// A short id (`"E2"`), unique in the grid.
+    pub id: String,
+    /// A title for the report.
+    pub title: String,
+    /// The claim the runs test, in one sentence.
+    pub claim: String,
+    /// Where the set-up differs from the papers' (budget, sizes), for the report.
+    #[serde(default)]
+    pub differs: String,
+    /// The runs.
+    pub runs: Vec<RunSpec>,
+}
+
+/// One run: a training config, whether to train it (or only diagnose it at initialisation),
+/// and the group it is plotted and judged in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// A unique id in the grid, e.g. `"E2/tanh/xavier"`.
+    pub id: String,
+    /// The label in plots and tables (e.g. `"tanh, Xavier"`); the rules select runs by it.
+    pub label: String,
+    /// Train for `config.n_steps` steps; `false`: only the diagnosis at initialisation.
+    #[serde(default)]
+    pub train: bool,
+    /// Sequences in the batch diagnosed at initialisation (default 32).
+    #[serde(default = "default_probe_batch")]
+    pub probe_batch: usize,
+    /// The run.
+    pub config: TrainConfig,
+}
+
+fn default_probe_batch() -> usize {
+    32
+}
+
+impl Grid {
+    /// Parses and validates a grid; `source` names the file in messages.
+    ///
+    /// # Errors
+    /// [`Error::Format`] naming `source` for JSON that is not a grid (with serde's line and
+    /// column: unknown fields, wrong types, a missing field); [`Error::Config`] naming `source`,
+    /// the experiment and the run for another schema, duplicate ids, a custom cell or data
+    /// (a grid holds built-in cells and tasks only), a config that does not validate, or a size
+    /// over [`Limits`].
+    pub fn parse(source: &str, json: &str) -> Result<Self> {
+        let grid: Grid = serde_json::from_str(json)
+            .map_err(|e| Error::format("Grid::parse", format!("{source}: not a grid: {e}")))?;
+        grid.validate(source, &Limits::default())?;
+        Ok(grid)
+    }
+
+    /// Checks every entry (see [`Grid::parse`]).
+    ///
+    /// # Errors
+    /// As [`Grid::parse`].
+    pub fn validate(&self, source: &str, limits: &Limits) -> Result<()> {
+        let op = "Grid";
+        if self.schema != GRID_SCHEMA {
+            return Err(Error::config(op, format!("{source}: schema {}, this build reads {GRID_SCHEMA}", self.schema)));
+        }
+        if self.experiments.is_empty() {
+            return Err(Error::config(op, format!("{source}: no experiments")));
+        }
+        let mut seen_experiments = std::collections::BTreeSet::new();
+        let mut seen_runs = std::collections::BTreeSet::new();
+        for e in &self.experiments {
+            if e.id.is_empty() || !seen_experiments.insert(e.id.as_str()) {
+                return Err(Error::config(op, format!("{source}: experiment id {:?} is empty or repeated", e.id)));
+            }
+            if e.runs.is_empty() {
+                return Err(Error::config(op, format!("{source}: experiment {} has no runs", e.id)));
+            }
+            for r in &e.runs {
+                let at = format!("{source}: experiment {}, run {:?}", e.id, r.id);
+                if r.id.is_empty() || !seen_runs.insert(r.id.as_str()) {
+                    return Err(Error::config(op, format!("{at}: the run id is empty or repeated")));
+                }
+                r.check(limits).map_err(|e| Error::config(op, format!("{at}: {}", reason(&e))))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every run with its experiment, in grid order.
+    pub fn runs(&self) -> impl Iterator<Item = (&ExperimentSpec, &RunSpec)> {
+        self.experiments.iter().flat_map(|e| e.runs.iter().map(move |r| (e, r)))
+    }
+
+    /// Keeps only the experiments whose id is in `ids`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming an id the grid does not have.
+    pub fn only(mut self, ids: &[String]) -> Result<Self> {
+        if let Some(missing) = ids.iter().find(|id| !self.experiments.iter().any(|e| &e.id == *id)) {
+            let have: Vec<&str> = self.experiments.iter().map(|e| e.id.as_str()).collect();
+            return Err(Error::config("Grid::only", format!("no experiment {missing:?} (the grid has {have:?})")));
+        }
+        self.experiments.retain(|e| ids.contains(&e.id));
+        Ok(self)
+    }
+}
+
+/// An error's message without its operation prefix, to put after the entry's name.
+fn reason(e: &Error) -> String {
+    match e {
+        Error::Config { msg, .. } | Error::Format { msg, .. } => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl RunSpec {
+    /// Checks the run: a built-in cell and task, a valid config, sizes within `limits`.
+    fn check(&self, limits: &Limits) -> Result<()> {
+        let op = "RunSpec";
+        let c = &self.config;
+        if matches!(c.model.cell, CellConfig::Custom(_)) {
+            return Err(Error::config(op, "a custom cell cannot run from a grid (it needs its maker)"));
+        }
+        if matches!(c.task, TaskConfig::Data(_)) {
+            return Err(Error::config(op, "data supplied by the caller cannot run from a grid"));
+        }
+        let m = &c.model;
+        let over = |what: &str, v: u128, max: u128| -> Result<()> {
+            if v > max {
+                return Err(Error::config(op, format!("{what} = {v} is over the limit {max}")));
+            }
+            Ok(())
+        };
+        over("model.hidden_dim", m.hidden_dim as u128, limits.hidden_dim as u128)?;
+        over("model.input_dim", m.input_dim as u128, limits.hidden_dim as u128)?;
+        over("model.n_layers", m.n_layers as u128, limits.n_layers as u128)?;
+        over("batch_size", c.batch_size as u128, limits.batch as u128)?;
+        over("eval_batch", c.eval_batch as u128, limits.batch as u128)?;
+        over("probe_batch", self.probe_batch as u128, limits.batch as u128)?;
+        over("n_steps", u128::from(c.n_steps), u128::from(limits.n_steps))?;
+        if self.probe_batch == 0 {
+            return Err(Error::config(op, "probe_batch must be at least 1, got 0"));
+        }
+        // Sizes first, then the config's own checks (which build the task).
+        if let Some(t) = task_seq_len(&c.task) {
+            over("the task's sequence length", t as u128, limits.seq_len as u128)?;
+            let rows = (t as u128) * (c.batch_size.max(c.eval_batch.min(256)).max(self.probe_batch) as u128);
+            let width = 6 * (m.hidden_dim as u128) * (m.n_layers as u128) * if m.bidirectional { 2 } else { 1 };
+            over("the estimated cache of one pass (values)", rows * width, limits.cache_values)?;
+        }
+        let task = c.validate()?;
+        over("the task's sequence length", DataSource::<f32>::seq_len(&task) as u128, limits.seq_len as u128)
+    }
+}
+
+/// The sequence length a task config asks for, computed without building it (saturating).
+fn task_seq_len(task: &TaskConfig) -> Option<usize> {
+    let v = serde_json::to_value(task).ok()?;
+    let get = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).map(|x| x as usize);
+    match task {
+        TaskConfig::Adding(_) | TaskConfig::TemporalOrder(_) => get("seq_len"),
+        TaskConfig::CopyMemory(_) => Some(get("delay")?.saturating_add(get("n_copy").unwrap_or(10).saturating_mul(2))),
+        _ => None,
+    }
+}

@@ -1,0 +1,131 @@
+//! `cargo xtask compare`: runs the comparison suite (an embedded profile or a grid file) and
+//! writes `results.json` with every run's metrics and each claim's verdict.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use rnnlab_suite::{Grid, Options, Progress, RunResult};
+
+/// Options of `cargo xtask compare`.
+#[derive(Args, Debug)]
+pub(crate) struct CompareArgs {
+    /// The embedded grid to run: `quick` (about a minute on 2 cores) or `default`.
+    #[arg(long, default_value = "default")]
+    profile: String,
+    /// Run a grid file of your own instead (JSON; see crates/suite/grids/ for the format).
+    #[arg(long)]
+    grid: Option<PathBuf>,
+    /// Only these experiments (repeatable, e.g. `--only E3 --only E7`).
+    #[arg(long)]
+    only: Vec<String>,
+    /// Seeds per run (replicate k moves every seed by k).
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// Run every n-th job starting at i: `--shard i/n` (for array jobs; join with `merge`).
+    #[arg(long)]
+    shard: Option<String>,
+    /// Skip runs whose results are already in the output directory.
+    #[arg(long)]
+    resume: bool,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Output directory (default `target/compare`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Prints one line per finished run (and the count), on stderr.
+struct Lines {
+    todo: AtomicUsize,
+    done: AtomicUsize,
+    start: Instant,
+    terminal: bool,
+    lock: Mutex<()>,
+}
+
+impl Progress for Lines {
+    fn start(&self, todo: usize, done: usize) {
+        self.todo.store(todo, Ordering::Relaxed);
+        if done > 0 {
+            eprintln!("compare: {done} runs already done, {todo} to run");
+        } else {
+            eprintln!("compare: {todo} runs");
+        }
+    }
+
+    fn finished(&self, r: &RunResult) {
+        let k = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let m = &r.metrics;
+        let what = match (&r.error, m.trained) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, false) => {
+                format!("decay {} horizon {}", opt(m.decay_factor), m.horizon.map_or("n/a".into(), |h| h.to_string()))
+            }
+            (None, true) if m.diverged => "diverged".to_string(),
+            (None, true) => format!(
+                "loss {} (baseline {:.3}){}",
+                opt(m.final_loss),
+                m.baseline_loss,
+                if m.solved == Some(true) { " solved" } else { "" }
+            ),
+        };
+        let _guard = self.lock.lock();
+        let total = self.todo.load(Ordering::Relaxed);
+        let t = self.start.elapsed().as_secs_f64();
+        if self.terminal {
+            eprintln!("[{k:>4}/{total}] {t:>6.1} s  {:<28} {what}", r.id);
+        } else {
+            eprintln!("compare: [{k}/{total}] {:.1} s {} {what}", t, r.id);
+        }
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.4}"))
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let (i, n) = s.split_once('/').with_context(|| format!("--shard {s}: expected i/n, e.g. 0/4"))?;
+    let (i, n): (usize, usize) = (i.parse().context("--shard: i")?, n.parse().context("--shard: n")?);
+    if n == 0 || i >= n {
+        bail!("--shard {s}: needs 0 <= i < n");
+    }
+    Ok((i, n))
+}
+
+pub(crate) fn compare(args: &CompareArgs, root: &std::path::Path) -> Result<()> {
+    let (grid, name) = match &args.grid {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading grid {}", path.display()))?;
+            (Grid::parse(&path.display().to_string(), &text)?, path.display().to_string())
+        }
+        None => (rnnlab_suite::profile(&args.profile)?, args.profile.clone()),
+    };
+    let grid = if args.only.is_empty() { grid } else { grid.only(&args.only)? };
+    let out = args.out.clone().unwrap_or_else(|| root.join("target").join("compare"));
+    let mut options = Options::new(&out);
+    options.replicates = args.seeds;
+    options.shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    options.resume = args.resume;
+    options.jobs = args.jobs;
+    let progress = Lines {
+        todo: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        start: Instant::now(),
+        terminal: std::io::stderr().is_terminal(),
+        lock: Mutex::new(()),
+    };
+    let results = rnnlab_suite::run_grid(&grid, &name, &options, &progress)?;
+    println!("# rnnlab compare: {name} ({:.0} s)", progress.start.elapsed().as_secs_f64());
+    for line in results.summary_lines() {
+        println!("{line}");
+    }
+    println!("results: {}", out.join("results.json").display());
+    Ok(())
+}
