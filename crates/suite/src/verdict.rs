@@ -103,8 +103,11 @@ pub fn judge(id: &str, runs: &[RunResult]) -> Verdict {
         "E1" => e1(runs),
         "E2" => e2(runs),
         "E3" => e3(runs),
+        "E4" => e4(runs),
         "E5" => e5(runs),
+        "E6" => e6(runs),
         "E7" => e7(runs),
+        "E8" => e8(runs),
         _ => verdict(Status::NotEvaluated, "no rule for this experiment id", String::new()),
     }
 }
@@ -243,4 +246,81 @@ fn e7(runs: &[RunResult]) -> Verdict {
         _ => None,
     };
     decide(ok, rule, evidence)
+}
+
+/// Orthogonal or identity recurrent weights train further than a naive small Gaussian, whose
+/// gradient vanishes fastest at initialisation.
+fn e4(runs: &[RunResult]) -> Verdict {
+    let rule = "the naive N(0, 0.01²) initialisation has the smallest decay factor at initialisation, and the better of \
+                orthogonal and IRNN ends with a lower held-out loss than it (inconclusive unless that loss is below half \
+                the baseline)";
+    let names = ["naive", "xavier", "he (relu)", "orthogonal", "irnn"];
+    let d: Vec<(&str, Option<f64>)> = names.iter().map(|n| (*n, median(runs, n, decay))).collect();
+    let l: Vec<(&str, Option<f64>)> = names.iter().map(|n| (*n, median(runs, n, final_loss))).collect();
+    let evidence = format!(
+        "decay {}; final loss {}",
+        d.iter().map(|(n, v)| format!("{n} {}", fmt(*v))).collect::<Vec<_>>().join(", "),
+        l.iter().map(|(n, v)| format!("{n} {}", fmt(*v))).collect::<Vec<_>>().join(", ")
+    );
+    let (Some(naive_d), Some(naive_l)) = (d[0].1, l[0].1) else { return decide(None, rule, evidence) };
+    let others_d: Option<Vec<f64>> = d[1..].iter().map(|(_, v)| *v).collect();
+    let best = [l[3].1, l[4].1].into_iter().flatten().fold(f64::INFINITY, f64::min);
+    let baseline = runs.first().map_or(f64::NAN, |r| r.metrics.baseline_loss);
+    if !(best < 0.5 * baseline) {
+        let why = "neither orthogonal nor IRNN got below half the baseline: the budget is too small to compare training";
+        return verdict(Status::Inconclusive, rule, format!("{evidence}; {why}"));
+    }
+    let ok = others_d.map(|o| o.iter().all(|&x| x > naive_d) && best < naive_l);
+    decide(ok, rule, evidence)
+}
+
+/// Batch norm with γ₀ = 0.1 keeps the gradient better than γ₀ = 1, and normalising does not
+/// make training worse.
+fn e6(runs: &[RunResult]) -> Verdict {
+    let rule = "at initialisation the decay factor with per-step batch norm γ₀ = 0.1 exceeds the one with γ₀ = 1, and \
+                the best normalised LSTM's final held-out loss is at most 5% above the plain LSTM's";
+    let d01 = median(runs, "bn γ0=0.1", decay);
+    let d1 = median(runs, "bn γ0=1", decay);
+    let plain = median(runs, "none", final_loss);
+    let normed = ["bn γ0=0.1", "bn γ0=1", "bn input-only", "ln"];
+    let best = normed.iter().filter_map(|n| median(runs, n, final_loss)).fold(f64::INFINITY, f64::min);
+    let evidence = format!(
+        "decay γ₀=0.1 {} vs γ₀=1 {}; final loss plain {}, {}",
+        fmt(d01),
+        fmt(d1),
+        fmt(plain),
+        normed.iter().map(|n| format!("{n} {}", fmt(median(runs, n, final_loss)))).collect::<Vec<_>>().join(", ")
+    );
+    let ok = match (d01, d1, plain) {
+        (Some(a), Some(b), Some(p)) if best.is_finite() => Some(a > b && best <= 1.05 * p),
+        _ => None,
+    };
+    decide(ok, rule, evidence)
+}
+
+/// Every model beats chance on the digits, and the gated cells beat the tanh RNN.
+fn e8(runs: &[RunResult]) -> Verdict {
+    let rule = "on both pixel orders every model's test accuracy exceeds the 10% chance level, and the LSTM's and the \
+                GRU's exceed the tanh RNN's";
+    let acc = |l: &str| median(runs, l, |r| if r.metrics.diverged { Some(0.0) } else { r.metrics.test_accuracy });
+    let mut evidence = Vec::new();
+    let mut ok = Some(true);
+    for order in ["sequential", "permuted"] {
+        let a = |m: &str| acc(&format!("{order}/{m}"));
+        let models = ["tanh rnn", "irnn", "lstm", "gru", "ln-lstm"];
+        evidence.push(format!(
+            "{order}: {}",
+            models.iter().map(|m| format!("{m} {}", fmt(a(m)))).collect::<Vec<_>>().join(", ")
+        ));
+        let all: Option<Vec<f64>> = models.iter().map(|m| a(m)).collect();
+        let holds = match (all, a("tanh rnn"), a("lstm"), a("gru")) {
+            (Some(all), Some(rnn), Some(lstm), Some(gru)) => Some(all.iter().all(|&x| x > 0.1) && lstm > rnn && gru > rnn),
+            _ => None,
+        };
+        ok = match (ok, holds) {
+            (Some(x), Some(y)) => Some(x && y),
+            _ => None,
+        };
+    }
+    decide(ok, rule, evidence.join("; "))
 }
