@@ -6,6 +6,8 @@ mod results;
 mod run;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod quick_tests;
 mod verdict;
 
 pub use execute::{Options, Progress, run_grid};
