@@ -5,7 +5,7 @@ use rnnlab_core::{Error, Float, Layer, Param, ParamView, ParamViewMut, Parameter
 use rnnlab_init::Init;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::gemm;
+use crate::views::gemm;
 
 /// Configuration of a [`Linear`] layer. Defaults: Xavier-uniform weight, zero bias.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -3,10 +3,11 @@
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, s};
 use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
 use rnnlab_init::Init;
+use rnnlab_kernels::{PackedWeight, sigmoid_inplace, tanh_inplace};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedWeight, check_step, gemm, sigmoid_inplace, slice, slice_mut, tanh_inplace};
-use crate::params::{BiasGrads, GateParams, shape_err};
+use super::params::{BiasGrads, GateParams, shape_err};
+use crate::views::{check_step, gemm, slice, slice_mut};
 
 /// Where the reset gate acts in the candidate state n.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,7 +217,7 @@ impl<F: Float> Cell<F> for Gru<F> {
             // b_hn sits inside r ⊙ (·): the step adds it to the recurrent projection instead.
             bias.slice_mut(s![2 * h..]).assign(&self.p.b_ih.value.slice(s![2 * h..]));
         }
-        self.p.project(x, bias.view(), &mut out);
+        self.p.project(x, bias.view(), &mut out)?;
         Ok(())
     }
 
@@ -258,7 +259,7 @@ impl<F: Float> Cell<F> for Gru<F> {
             GruVariant::ResetAfter => {
                 let mut u =
                     ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
-                self.packed.mul_t(w, prev, false, &mut u);
+                self.packed.mul_t(w, prev, false, &mut u)?;
                 let u = &scratch[..3 * b * h];
                 let b_hn = self.p.b_hh.value.slice(s![2 * h..]);
                 let b_hn = b_hn.as_slice().ok_or_else(|| {
@@ -285,7 +286,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                 let (u_rz, rest) = scratch.split_at_mut(2 * b * h);
                 let (rh, u_n) = rest.split_at_mut(b * h);
                 let mut urz = ArrayViewMut2::from_shape((b, 2 * h), &mut *u_rz).map_err(|e| shape_err(op, e))?;
-                self.packed.mul_t(w_rz, prev, false, &mut urz);
+                self.packed.mul_t(w_rz, prev, false, &mut urz)?;
                 for r in 0..b {
                     let c = &mut cache[r * 3 * h..(r + 1) * 3 * h];
                     let (x, u) = (&xps[r * 3 * h..(r + 1) * 3 * h], &u_rz[r * 2 * h..(r + 1) * 2 * h]);
@@ -300,7 +301,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                 }
                 let rhv = ArrayView2::from_shape((b, h), &*rh).map_err(|e| shape_err(op, e))?;
                 let mut unv = ArrayViewMut2::from_shape((b, h), &mut *u_n).map_err(|e| shape_err(op, e))?;
-                self.packed_n.mul_t(w_n, rhv, false, &mut unv);
+                self.packed_n.mul_t(w_n, rhv, false, &mut unv)?;
                 for r in 0..b {
                     let c = &mut cache[r * 3 * h..(r + 1) * 3 * h];
                     let x = &xps[r * 3 * h + 2 * h..(r + 1) * 3 * h];
@@ -377,7 +378,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                         );
                     }
                 }
-                self.packed.mul(self.p.w_hh.value.view(), drec.view(), true, &mut dprev);
+                self.packed.mul(self.p.w_hh.value.view(), drec.view(), true, &mut dprev)?;
             }
             GruVariant::ResetBefore => {
                 {
@@ -402,7 +403,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                     dxp.slice(s![.., 2 * h..]),
                     false,
                     &mut drh,
-                );
+                )?;
                 {
                     let dx = slice_mut(op, dxp.view_mut())?;
                     let dp = slice_mut(op, dprev.view_mut())?;
@@ -420,7 +421,12 @@ impl<F: Float> Cell<F> for Gru<F> {
                         }
                     }
                 }
-                self.packed.mul(self.p.w_hh.value.slice(s![..2 * h, ..]), dxp.slice(s![.., ..2 * h]), true, &mut dprev);
+                self.packed.mul(
+                    self.p.w_hh.value.slice(s![..2 * h, ..]),
+                    dxp.slice(s![.., ..2 * h]),
+                    true,
+                    &mut dprev,
+                )?;
             }
         }
         Ok(())
@@ -431,11 +437,11 @@ impl<F: Float> Cell<F> for Gru<F> {
         let h = self.hidden_dim();
         match self.variant {
             GruVariant::ResetAfter => {
-                self.p.acc_weight_grads(seq.dxp, seq.x, seq.drec, seq.prev, 3 * h, BiasGrads::Each);
+                self.p.acc_weight_grads(seq.dxp, seq.x, seq.drec, seq.prev, 3 * h, BiasGrads::Each)?;
             }
             GruVariant::ResetBefore => {
                 let d_rz = seq.dxp.slice(s![.., ..2 * h]);
-                self.p.acc_weight_grads(seq.dxp, seq.x, d_rz, seq.prev, 2 * h, BiasGrads::BothFromIh);
+                self.p.acc_weight_grads(seq.dxp, seq.x, d_rz, seq.prev, 2 * h, BiasGrads::BothFromIh)?;
                 // W_hn's input is r ⊙ h_{t−1}: rebuild it from the cached r.
                 let n = seq.prev.nrows();
                 let mut rh = Array2::<F>::zeros((n, h));
@@ -469,7 +475,7 @@ impl<F: Float> Cell<F> for Gru<F> {
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
-        self.p.input_grad(dxp, &mut dx);
+        self.p.input_grad(dxp, &mut dx)?;
         Ok(())
     }
 
@@ -504,7 +510,7 @@ impl<F: Float> Cell<F> for Gru<F> {
             GruVariant::ResetAfter => {
                 let mut u =
                     ArrayViewMut2::from_shape((b, 3 * h), &mut scratch[..3 * b * h]).map_err(|e| shape_err(op, e))?;
-                self.packed.mul_t(self.p.w_hh.value.view(), v, false, &mut u);
+                self.packed.mul_t(self.p.w_hh.value.view(), v, false, &mut u)?;
                 let u = &scratch[..3 * b * h];
                 let gates = slice(op, step.xp)?;
                 for row in 0..b {
@@ -525,7 +531,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                 let (u_rz, rest) = scratch.split_at_mut(2 * b * h);
                 let (drh, u_n) = rest.split_at_mut(b * h);
                 let mut urz = ArrayViewMut2::from_shape((b, 2 * h), &mut *u_rz).map_err(|e| shape_err(op, e))?;
-                self.packed.mul_t(self.p.w_hh.value.slice(s![..2 * h, ..]), v, false, &mut urz);
+                self.packed.mul_t(self.p.w_hh.value.slice(s![..2 * h, ..]), v, false, &mut urz)?;
                 for row in 0..b {
                     let c = &step.cache[row * 3 * h..(row + 1) * 3 * h];
                     for k in 0..h {
@@ -536,7 +542,7 @@ impl<F: Float> Cell<F> for Gru<F> {
                 }
                 let drhv = ArrayView2::from_shape((b, h), &*drh).map_err(|e| shape_err(op, e))?;
                 let mut unv = ArrayViewMut2::from_shape((b, h), &mut *u_n).map_err(|e| shape_err(op, e))?;
-                self.packed_n.mul_t(self.p.w_hh.value.slice(s![2 * h.., ..]), drhv, false, &mut unv);
+                self.packed_n.mul_t(self.p.w_hh.value.slice(s![2 * h.., ..]), drhv, false, &mut unv)?;
                 for row in 0..b {
                     let c = &step.cache[row * 3 * h..(row + 1) * 3 * h];
                     let (z, n) = (&c[h..2 * h], &c[2 * h..]);

@@ -10,7 +10,7 @@ use rnnlab_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::pool::Pool;
+use super::pool::Pool;
 
 /// A stack of `n_layers` recurrent layers of one cell type, unrolled over time.
 ///
@@ -337,7 +337,7 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
         }
         // Buffers from `take` are overwritten completely before they are read (the `Cell`
         // contract: `project_input`, `step` and `step_backward` write all of their outputs).
-        let mut x2 = self.pool.take(t_len * batch, i);
+        let mut x2 = self.pool.take(t_len * batch, i)?;
         match (x2.as_slice_mut(), x.as_slice()) {
             (Some(dst), Some(src)) if dst.len() == src.len() => dst.copy_from_slice(src),
             _ => {
@@ -349,7 +349,7 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
         let mut layers: Vec<LayerCache<F>> = Vec::with_capacity(self.layers.len());
         for (l, cell) in self.layers.iter_mut().enumerate() {
             let sw = cell.state_width();
-            let mut xp = self.pool.take(t_len * batch, cell.proj_dim());
+            let mut xp = self.pool.take(t_len * batch, cell.proj_dim())?;
             {
                 let input = match layers.last() {
                     None => x2.view(),
@@ -357,12 +357,12 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
                 };
                 cell.project_input(input, xp.view_mut())?;
             }
-            let mut states = self.pool.take((t_len + 1) * batch, sw);
+            let mut states = self.pool.take((t_len + 1) * batch, sw)?;
             match init {
                 Some(init) => states.slice_mut(s![..batch, ..]).assign(&init[l].data()),
                 None => states.slice_mut(s![..batch, ..]).fill(F::zero()),
             }
-            let mut cache = self.pool.take(t_len, cell.cache_len(batch));
+            let mut cache = self.pool.take(t_len, cell.cache_len(batch))?;
             let mut scratch = vec![F::zero(); cell.scratch_len(batch)];
             for t in 0..t_len {
                 let (done, todo) = states.view_mut().split_at(Axis(0), (t + 1) * batch);
@@ -454,13 +454,13 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
             }
             // Row block t of `dstates` is written (overwritten) by step t's `dprev`; the last
             // one is the final-state gradient.
-            let mut dstates = self.pool.take((t_len + 1) * batch, sw);
+            let mut dstates = self.pool.take((t_len + 1) * batch, sw)?;
             match d_final {
                 Some(d_final) => dstates.slice_mut(s![t_len * batch.., ..]).assign(&d_final[l].data()),
                 None => dstates.slice_mut(s![t_len * batch.., ..]).fill(F::zero()),
             }
-            let mut dxp = self.pool.take(t_len * batch, cell.proj_dim());
-            let mut drec = self.pool.take(t_len * batch, cell.rec_grad_dim());
+            let mut dxp = self.pool.take(t_len * batch, cell.proj_dim())?;
+            let mut drec = self.pool.take(t_len * batch, cell.rec_grad_dim())?;
             let mut scratch = vec![F::zero(); cell.scratch_len(batch)];
             for t in (0..t_len).rev() {
                 let (mut done, mut todo) = dstates.view_mut().split_at(Axis(0), (t + 1) * batch);
@@ -510,7 +510,7 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
                 drec: drec.view(),
             })?;
             let dx = if l > 0 || input_grad {
-                let mut dx = self.pool.take(t_len * batch, cell.input_dim());
+                let mut dx = self.pool.take(t_len * batch, cell.input_dim())?;
                 cell.input_grad(dxp.view(), dx.view_mut())?;
                 Some(dx)
             } else {

@@ -48,7 +48,7 @@
 //! in (`-C target-cpu=x86-64-v3`, the workspace default on x86-64) it beats matrixmultiply's
 //! run-time-dispatched kernel at these shapes; with the baseline x86-64 target (SSE2, no FMA)
 //! it would be slower, so the cells use it only when the `fma` feature is compiled in
-//! (`kernels::USE_PACKED`). The effect on a whole training step is measured by
+//! (`packed_weight::USE_PACKED`). The effect on a whole training step is measured by
 //! `cargo xtask bench`.
 
 use std::mem::size_of;
@@ -382,6 +382,7 @@ const MIN_PARALLEL_MACS: usize = 16 << 20;
 
 /// How many row ranges to cut a product of `macs` multiply-adds over `rows` rows of the
 /// output into.
+#[inline]
 fn thread_parts(rows: usize, macs: usize) -> usize {
     if macs < MIN_PARALLEL_MACS {
         return 1;
@@ -391,6 +392,7 @@ fn thread_parts(rows: usize, macs: usize) -> usize {
 
 /// `parts` consecutive, nearly equal ranges of `0..rows`, cut at multiples of [`MR`] (whole
 /// row blocks, so every thread runs the same kernels on its rows as one thread would).
+#[inline]
 fn split_rows(rows: usize, parts: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     let blocks = rows.div_ceil(MR);
     let cut = move |i: usize| (i * blocks / parts * MR).min(rows);
@@ -510,7 +512,7 @@ struct Cols {
 /// sharing one packing of `δ`. Each of `sums` (at most [`MAX_SUMS`], each `M` long) gets the
 /// column sums of `a_t` added, row by row in ascending order — the bias gradients, summed
 /// while `δ` is packed instead of in another pass over it (the same bits as
-/// [`crate::kernels::add_col_sums`]).
+/// [`crate::loops::add_col_sums`]).
 ///
 /// Per block of [`KC`] rows of `K`, the block of `a_t` is copied into `strips` (reused
 /// buffer) as strips of `MR` of its columns, K-major, so that the micro-kernel reads it
@@ -1217,7 +1219,7 @@ mod tests {
             let mut want_s = [s0.clone(), Array1::zeros(m)];
             {
                 let [w0, w1] = &mut want_s;
-                crate::kernels::add_col_sums([w0, w1], &a_t.view());
+                crate::loops::add_col_sums([w0, w1], &a_t.view()).expect("widths fit");
             }
             for a_view in [a_t.view(), a_wide.slice(s![.., ..m])] {
                 let (mut g0, mut g1) = (s0.clone(), Array1::<F>::zeros(m));
@@ -1315,7 +1317,7 @@ mod tests {
         assert_close(one.0.view(), &naive(a.view(), w.t(), d.view(), true), &scale, 1e-5);
         assert_eq!(one.0, one.1);
         let mut want = ndarray::Array1::from_elem(m, 0.5f32);
-        crate::kernels::add_col_sums([&mut want], &a_t.view());
+        crate::loops::add_col_sums([&mut want], &a_t.view()).expect("widths fit");
         assert_eq!(one.4, want.to_vec());
     }
 

@@ -1,115 +1,13 @@
-//! Small building blocks of the step loops: contiguous-slice access, GEMM, bias rows and the
-//! elementwise gate loops (each its own function over plain slices so LLVM vectorises it).
+//! A weight matrix packed once for the products a cell takes with it at every step.
+
+use std::mem::size_of;
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};
 use rnnlab_core::{Error, Float, Result};
 
-use crate::packed::Mode;
+use crate::packed::{Mode, PackedB};
 use crate::step_worker::{MIN_SPLIT_MACS, Side, Split, StepWorker};
-
-/// The elements of a standard-layout view, or `Err(Shape)` naming `op`.
-pub(crate) fn slice<'a, F>(op: &str, a: ArrayView2<'a, F>) -> Result<&'a [F]> {
-    let shape = a.shape().to_vec();
-    a.to_slice().ok_or_else(|| {
-        Error::shape(op, "a standard-layout (row-major, contiguous) view", format!("strides for {shape:?}"))
-    })
-}
-
-/// Mutable twin of [`slice`].
-pub(crate) fn slice_mut<'a, F>(op: &str, a: ArrayViewMut2<'a, F>) -> Result<&'a mut [F]> {
-    let shape = a.shape().to_vec();
-    a.into_slice().ok_or_else(|| {
-        Error::shape(op, "a standard-layout (row-major, contiguous) view", format!("strides for {shape:?}"))
-    })
-}
-
-/// `Err(Shape)` unless `shape` is `[rows, cols]`.
-pub(crate) fn check_view(op: &str, what: &str, rows: usize, cols: usize, shape: &[usize]) -> Result<()> {
-    rnnlab_core::validate::shape(op, what, &[rows, cols], shape)
-}
-
-/// `Err(Shape)` unless `got ≥ need`.
-pub(crate) fn check_at_least(op: &str, what: &str, need: usize, got: usize) -> Result<()> {
-    if got < need {
-        return Err(Error::shape(op, format!("{what} of at least {need} values"), format!("{got}")));
-    }
-    Ok(())
-}
-
-/// Checks what a step of `cell` is handed — each view `(name, shape, columns)` must be
-/// `[batch, columns]` with `batch` the first view's rows, and the cache and scratch slices
-/// long enough — so that a direct caller of the `Cell` methods gets an `Err`, never a panic.
-/// Returns the batch size.
-pub(crate) fn check_step<F: Float, C: rnnlab_core::Cell<F> + ?Sized>(
-    cell: &C,
-    op: &str,
-    views: &[(&str, &[usize], usize)],
-    cache: usize,
-    scratch: usize,
-) -> Result<usize> {
-    let batch = views.first().map_or(0, |(_, shape, _)| shape.first().copied().unwrap_or(0));
-    for (what, shape, cols) in views {
-        check_view(op, what, batch, *cols, shape)?;
-    }
-    check_at_least(op, "cache", cell.cache_len(batch), cache)?;
-    check_at_least(op, "scratch", cell.scratch_len(batch), scratch)?;
-    Ok(batch)
-}
-
-/// `c ← α·a·b + β·c` (matrixmultiply through ndarray). Shapes are the caller's invariant.
-#[inline]
-pub(crate) fn gemm<F: Float>(
-    alpha: F,
-    a: &ArrayView2<'_, F>,
-    b: &ArrayView2<'_, F>,
-    beta: F,
-    c: &mut ArrayViewMut2<'_, F>,
-) {
-    general_mat_mul(alpha, a, b, beta, c);
-}
-
-/// Adds the column sums of `g` to each of `accs` (bias gradients; LSTM and RNN add the same
-/// sums to `b_ih` and `b_hh`) in one pass over `g`, row by row in order: the same bits as
-/// `acc += row` for every row. Shapes are the caller's invariant.
-pub(crate) fn add_col_sums<F: Float, const N: usize>(mut accs: [&mut ndarray::Array1<F>; N], g: &ArrayView2<'_, F>) {
-    let n = g.ncols();
-    if let (Some(flat), true) = (g.as_slice(), n > 0) {
-        for row in flat.chunks_exact(n) {
-            for acc in accs.iter_mut() {
-                match acc.as_slice_mut() {
-                    Some(a) if a.len() == n => a.iter_mut().zip(row).for_each(|(a, &r)| *a += r),
-                    _ => **acc += &ArrayView1::from(row),
-                }
-            }
-        }
-        return;
-    }
-    for row in g.rows() {
-        for acc in accs.iter_mut() {
-            match (acc.as_slice_mut(), row.as_slice()) {
-                (Some(a), Some(r)) => a.iter_mut().zip(r).for_each(|(a, &r)| *a += r),
-                _ => **acc += &row,
-            }
-        }
-    }
-}
-
-/// `x ← σ(x)`.
-#[inline]
-pub(crate) fn sigmoid_inplace<F: Float>(x: &mut [F]) {
-    for v in x {
-        *v = F::sigmoid_fast(*v);
-    }
-}
-
-/// `x ← tanh(x)`.
-#[inline]
-pub(crate) fn tanh_inplace<F: Float>(x: &mut [F]) {
-    for v in x {
-        *v = F::tanh_fast(*v);
-    }
-}
 
 /// Whether the packed micro-kernel is used for the per-step recurrent products: only when the
 /// build has FMA (e.g. `-C target-cpu=x86-64-v3`, set in `.cargo/config.toml`); without it the
@@ -117,19 +15,43 @@ pub(crate) fn tanh_inplace<F: Float>(x: &mut [F]) {
 pub(crate) const USE_PACKED: bool = cfg!(target_feature = "fma");
 
 /// A weight matrix W `[N, K]` packed for both products a cell takes with it: `a · Wᵀ`
-/// (forward, Jacobian–vector) and `d · W` (backward). The cells pack `W_hh` at the first step
-/// of every forward pass ([`PackedWeight::pack_per_step`]) and `W_ih` in
-/// [`Cell::project_input`](rnnlab_core::Cell) ([`PackedWeight::pack`]), so the backward pass
-/// of a forward uses that forward's weights. A derived cache, so it is skipped by serde,
-/// ignored by equality, and a clone starts without a worker.
+/// (forward, Jacobian–vector) and `d · W` (backward). The built-in cells pack `W_hh` at the
+/// first step of every forward pass ([`PackedWeight::pack_per_step`]) and `W_ih` in
+/// `Cell::project_input` ([`PackedWeight::pack`]), so the backward pass of a forward uses that
+/// forward's weights. A derived cache: a cell holding one skips it in serde
+/// (`#[serde(skip)]`), it is ignored by equality, and a clone starts without a worker.
 ///
-/// With [`crate::threads`] ≥ 2, a weight packed for the per-step products gets a
-/// [`StepWorker`]: products of at least [`MIN_SPLIT_MACS`] multiply-adds are cut in two
-/// column ranges, one computed by the worker (same bits as on one thread).
+/// With [`crate::threads`] ≥ 2, a weight packed for the per-step products gets a worker
+/// thread: products of at least 2²⁰ multiply-adds are cut in two column ranges, one computed
+/// by the worker (same bits as on one thread).
+///
+/// The products take `w` again: it must be the matrix last packed (the packing is used when
+/// its shape matches `w`'s; a weight changed since is a wrong result, not an error). Without
+/// the `fma` target feature (see the crate docs), or for operands whose columns are strided,
+/// the products fall back to a general GEMM: the same results up to rounding.
+///
+/// # Shapes
+/// `w` `[N, K]`; [`mul_t`](Self::mul_t): `a` `[M, K]`, `c` `[M, N]`;
+/// [`mul`](Self::mul): `d` `[M, N]`, `c` `[M, K]`.
+///
+/// # Examples
+/// ```
+/// use ndarray::{Array2, array};
+/// use rnnlab_kernels::PackedWeight;
+///
+/// let w = array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0]]; // [N = 3, K = 2]
+/// let mut packed = PackedWeight::default();
+/// packed.pack_per_step(w.view());
+/// let h = array![[1.0f32, 1.0]]; // [M = 1, K = 2]
+/// let mut c = Array2::zeros((1, 3));
+/// packed.mul_t(w.view(), h.view(), false, &mut c.view_mut())?; // c = h · wᵀ
+/// assert_eq!(c, array![[3.0, 7.0, 11.0]]);
+/// # Ok::<(), rnnlab_core::Error>(())
+/// ```
 #[derive(Debug, Default)]
-pub(crate) struct PackedWeight<F: Float> {
-    fwd: crate::packed::PackedB<F>,
-    bwd: crate::packed::PackedB<F>,
+pub struct PackedWeight<F: Float> {
+    fwd: PackedB<F>,
+    bwd: PackedB<F>,
     /// Boxed: most cells never have one, and the cells stay small (e.g. in an enum of cells).
     worker: Option<Box<WorkerPart<F>>>,
 }
@@ -138,7 +60,7 @@ pub(crate) struct PackedWeight<F: Float> {
 #[derive(Debug)]
 struct WorkerPart<F: Float> {
     worker: StepWorker<F>,
-    left: [crate::packed::PackedB<F>; 2],
+    left: [PackedB<F>; 2],
     /// Whether the worker's and the caller's parts hold the weight last packed: a plain
     /// [`PackedWeight::pack`] leaves them stale, and then the products do not use them.
     fresh: bool,
@@ -170,8 +92,9 @@ fn half_cut<F>(n: usize) -> usize {
 }
 
 impl<F: Float> PackedWeight<F> {
-    /// Packs `w` `[N, K]` for all-step products (a no-op when the packed kernel is not used).
-    pub(crate) fn pack(&mut self, w: ArrayView2<'_, F>) {
+    /// Packs `w` `[N, K]` for products over all steps at once, e.g. the input projection
+    /// (a no-op when the packed kernel is not used). Costs one pass over `w`.
+    pub fn pack(&mut self, w: ArrayView2<'_, F>) {
         if USE_PACKED {
             self.fwd.pack(w.t());
             self.bwd.pack(w);
@@ -183,7 +106,9 @@ impl<F: Float> PackedWeight<F> {
 
     /// Packs `w` `[N, K]` for the per-step products, with a worker thread when
     /// [`crate::threads`] ≥ 2 and the products are large enough to share.
-    pub(crate) fn pack_per_step(&mut self, w: ArrayView2<'_, F>) {
+    ///
+    /// Call it once per sequence (and after every weight update), not per step.
+    pub fn pack_per_step(&mut self, w: ArrayView2<'_, F>) {
         self.pack_per_step_with(w, crate::threads::threads());
     }
 
@@ -250,13 +175,17 @@ impl<F: Float> PackedWeight<F> {
     }
 
     /// `c ← a·wᵀ` (`accumulate`: `c += a·wᵀ`); `a` `[M, K]`, `c` `[M, N]`.
-    pub(crate) fn mul_t(
+    ///
+    /// # Errors
+    /// `Error::Shape` if `a`, `w` and `c` do not fit.
+    pub fn mul_t(
         &self,
         w: ArrayView2<'_, F>,
         a: ArrayView2<'_, F>,
         accumulate: bool,
         c: &mut ArrayViewMut2<'_, F>,
-    ) {
+    ) -> Result<()> {
+        check_product("PackedWeight::mul_t", a.dim(), (w.ncols(), w.nrows()), c.dim())?;
         let fits = self.fwd.k() == w.ncols() && self.fwd.n() == w.nrows();
         if USE_PACKED && fits && unit_columns(&a) && c.strides()[1] == 1 {
             let mode = if accumulate { Mode::Add } else { Mode::Set };
@@ -266,16 +195,26 @@ impl<F: Float> PackedWeight<F> {
         } else {
             gemm(F::one(), &a, &w.t(), if accumulate { F::one() } else { F::zero() }, c);
         }
+        Ok(())
     }
 
-    /// `c ← d + a·wᵀ` in one pass over `c`; `a` `[M, K]`, `d` and `c` `[M, N]`.
-    pub(crate) fn mul_t_from(
+    /// `c ← d + a·wᵀ` in one pass over `c` (e.g. `d` the input projection of this step, or a
+    /// bias broadcast to every row); `a` `[M, K]`, `d` and `c` `[M, N]`.
+    ///
+    /// # Errors
+    /// `Error::Shape` if `a`, `w`, `d` and `c` do not fit.
+    pub fn mul_t_from(
         &self,
         w: ArrayView2<'_, F>,
         a: ArrayView2<'_, F>,
         d: ArrayView2<'_, F>,
         c: &mut ArrayViewMut2<'_, F>,
-    ) {
+    ) -> Result<()> {
+        let op = "PackedWeight::mul_t_from";
+        check_product(op, a.dim(), (w.ncols(), w.nrows()), c.dim())?;
+        if d.dim() != c.dim() {
+            return Err(Error::shape(op, format!("d of shape {:?}", c.shape()), format!("{:?}", d.shape())));
+        }
         let fits = self.fwd.k() == w.ncols() && self.fwd.n() == w.nrows();
         if USE_PACKED && fits && unit_columns(&a) && c.strides()[1] == 1 {
             if !self.mul_split(Side::Fwd, a, Mode::From(d), c) {
@@ -285,16 +224,21 @@ impl<F: Float> PackedWeight<F> {
             c.assign(&d);
             gemm(F::one(), &a, &w.t(), F::one(), c);
         }
+        Ok(())
     }
 
     /// `c ← d·w` (`accumulate`: `c += d·w`); `d` `[M, N]`, `c` `[M, K]`.
-    pub(crate) fn mul(
+    ///
+    /// # Errors
+    /// `Error::Shape` if `d`, `w` and `c` do not fit.
+    pub fn mul(
         &self,
         w: ArrayView2<'_, F>,
         d: ArrayView2<'_, F>,
         accumulate: bool,
         c: &mut ArrayViewMut2<'_, F>,
-    ) {
+    ) -> Result<()> {
+        check_product("PackedWeight::mul", d.dim(), w.dim(), c.dim())?;
         let fits = self.bwd.k() == w.nrows() && self.bwd.n() == w.ncols();
         if USE_PACKED && fits && unit_columns(&d) && c.strides()[1] == 1 {
             let mode = if accumulate { Mode::Add } else { Mode::Set };
@@ -304,67 +248,43 @@ impl<F: Float> PackedWeight<F> {
         } else {
             gemm(F::one(), &d, &w, if accumulate { F::one() } else { F::zero() }, c);
         }
+        Ok(())
     }
 }
 
-/// The buffers of the weight-gradient products `∂W += δᵀ · X` over all time steps: each `X`
-/// (or `H_prev`) is packed into a [`PackedB`](crate::packed::PackedB) and `δ`, shared by the
-/// products, into strips. Reused across backward passes; derived buffers, skipped by serde and
-/// ignored by equality.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct GradPack<F> {
-    packed: [crate::packed::PackedB<F>; 2],
-    /// One strips buffer per thread.
-    strips: Vec<Vec<F>>,
+/// `c ← α·a·b + β·c` (matrixmultiply through ndarray). Shapes are the caller's invariant.
+#[inline]
+pub(crate) fn gemm<F: Float>(
+    alpha: F,
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    beta: F,
+    c: &mut ArrayViewMut2<'_, F>,
+) {
+    general_mat_mul(alpha, a, b, beta, c);
 }
 
-impl<F> PartialEq for GradPack<F> {
-    fn eq(&self, _: &Self) -> bool {
-        true
+/// `Err(Shape)` naming `op` unless `a` `[M, K]` · `b` `[K, N]` → `c` `[M, N]` fit.
+#[inline]
+pub(crate) fn check_product(op: &str, a: (usize, usize), b: (usize, usize), c: (usize, usize)) -> Result<()> {
+    if a.1 != b.0 || c != (a.0, b.1) {
+        return Err(Error::shape(
+            op,
+            format!("a [M, K] · b [K, N] into c [M, N], with b [{}, {}]", b.0, b.1),
+            format!("a [{}, {}], c [{}, {}]", a.0, a.1, c.0, c.1),
+        ));
     }
+    Ok(())
 }
 
-impl<F: Float> GradPack<F> {
-    /// `c_j += dᵀ · x_j` for each pair `(x_j, c_j)` (at most two), and `s += Σ_rows d` for
-    /// each `s` of `sums` (the bias gradients; at most two): `d` `[n, M]`, `x_j` `[n, N_j]`,
-    /// `c_j` `[M, N_j]`, `s` `[M]` (shapes are the caller's invariant). The packed kernel sums
-    /// `d`'s columns while it packs `d`; layouts it does not read take a general GEMM and
-    /// [`add_col_sums`] (the same bits).
-    pub(crate) fn acc_tn(
-        &mut self,
-        d: ArrayView2<'_, F>,
-        pairs: &mut [(ArrayView2<'_, F>, ArrayViewMut2<'_, F>)],
-        sums: &mut [&mut ndarray::Array1<F>],
-    ) {
-        if USE_PACKED && pairs.len() <= self.packed.len() && sums.len() <= crate::packed::MAX_SUMS {
-            for (buf, (x, _)) in self.packed.iter_mut().zip(pairs.iter()) {
-                buf.pack(*x);
-            }
-            let mut targets: Vec<_> =
-                self.packed.iter().zip(pairs.iter_mut()).map(|(b, (_, c))| (b, c.view_mut())).collect();
-            let n_sums = sums.len();
-            let mut flat: Vec<&mut [F]> = sums.iter_mut().filter_map(|s| s.as_slice_mut()).collect();
-            if flat.len() == n_sums && crate::packed::gemm_packed_tn(d, &mut targets, &mut flat, &mut self.strips) {
-                return;
-            }
-        }
-        for (x, c) in pairs.iter_mut() {
-            gemm(F::one(), &d.t(), x, F::one(), c);
-        }
-        for s in sums.iter_mut() {
-            add_col_sums([&mut **s], &d);
-        }
-    }
-}
-
-fn unit_columns<F>(a: &ArrayView2<'_, F>) -> bool {
+pub(crate) fn unit_columns<F>(a: &ArrayView2<'_, F>) -> bool {
     a.ncols() <= 1 || a.strides()[1] == 1
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array1, Array2};
+    use ndarray::Array2;
 
     fn mat<F: Float>(rows: usize, cols: usize, seed: usize) -> Array2<F> {
         Array2::from_shape_fn((rows, cols), |(i, j)| F::of((((i * 31 + j * 17 + seed * 7) % 23) as f64 - 11.0) / 7.0))
@@ -383,12 +303,12 @@ mod tests {
         assert!(two.worker.is_some(), "no worker for {m}×{k}×{n}");
         let run = |pw: &PackedWeight<F>| {
             let mut out = vec![mat::<F>(m, n, 5); 3];
-            pw.mul_t(w.view(), a.view(), false, &mut out[0].view_mut());
-            pw.mul_t(w.view(), a.view(), true, &mut out[1].view_mut());
-            pw.mul_t_from(w.view(), a.view(), d.view(), &mut out[2].view_mut());
+            pw.mul_t(w.view(), a.view(), false, &mut out[0].view_mut()).expect("shapes fit");
+            pw.mul_t(w.view(), a.view(), true, &mut out[1].view_mut()).expect("shapes fit");
+            pw.mul_t_from(w.view(), a.view(), d.view(), &mut out[2].view_mut()).expect("shapes fit");
             let mut back = vec![mat::<F>(m, k, 6); 2];
-            pw.mul(w.view(), g.view(), false, &mut back[0].view_mut());
-            pw.mul(w.view(), g.view(), true, &mut back[1].view_mut());
+            pw.mul(w.view(), g.view(), false, &mut back[0].view_mut()).expect("shapes fit");
+            pw.mul(w.view(), g.view(), true, &mut back[1].view_mut()).expect("shapes fit");
             (out, back)
         };
         let mut c = Array2::zeros((m, n));
@@ -424,13 +344,13 @@ mod tests {
         let a = mat::<f32>(m, k, 2);
         let (mut one, mut want) = (PackedWeight::default(), Array2::zeros((m, n)));
         one.pack_per_step_with(w.view(), 1);
-        one.mul_t(w.view(), a.view(), false, &mut want.view_mut());
+        one.mul_t(w.view(), a.view(), false, &mut want.view_mut()).expect("shapes fit");
         std::thread::scope(|scope| {
             for _ in 0..3 {
                 scope.spawn(|| {
                     for _ in 0..50 {
                         let mut c = Array2::zeros((m, n));
-                        pw.mul_t(w.view(), a.view(), false, &mut c.view_mut());
+                        pw.mul_t(w.view(), a.view(), false, &mut c.view_mut()).expect("shapes fit");
                         assert_eq!(c, want);
                     }
                 });
@@ -470,16 +390,30 @@ mod tests {
     }
 
     #[test]
-    fn col_sums_add_every_row_to_every_accumulator_in_any_layout() {
-        let g = Array2::from_shape_fn((5, 3), |(i, j)| (i * 3 + j) as f64 + 0.25);
-        let want = Array1::from(vec![30.0 + 1.25, 35.0 + 1.25, 40.0 + 1.25]);
-        // Row-major, and a transposed copy read through `.t()` (strided rows).
-        let gt = g.t().to_owned();
-        for view in [g.view(), gt.t()] {
-            let (mut a, mut b) = (Array1::from(vec![1.0, 1.0, 1.0]), Array1::zeros(3));
-            add_col_sums([&mut a, &mut b], &view);
-            assert_eq!(a, &want + 1.0);
-            assert_eq!(b, want);
-        }
+    fn products_of_misfit_shapes_are_errors() {
+        let w = mat::<f32>(6, 4, 1); // [N = 6, K = 4]
+        let mut pw = PackedWeight::default();
+        pw.pack_per_step(w.view());
+        let shape_err = |r: Result<()>| matches!(r, Err(Error::Shape { .. }));
+        // a: K = 3 instead of 4; c: N = 5 instead of 6; d of another shape
+        assert!(shape_err(pw.mul_t(
+            w.view(),
+            mat::<f32>(2, 3, 2).view(),
+            false,
+            &mut Array2::zeros((2, 6)).view_mut()
+        )));
+        assert!(shape_err(pw.mul_t(w.view(), mat::<f32>(2, 4, 2).view(), true, &mut Array2::zeros((2, 5)).view_mut())));
+        let d = mat::<f32>(3, 6, 3);
+        assert!(shape_err(pw.mul_t_from(
+            w.view(),
+            mat::<f32>(2, 4, 2).view(),
+            d.view(),
+            &mut Array2::zeros((2, 6)).view_mut()
+        )));
+        // mul: d [M, N = 6] · w → c [M, K = 4]
+        assert!(shape_err(pw.mul(w.view(), mat::<f32>(2, 4, 2).view(), false, &mut Array2::zeros((2, 4)).view_mut())));
+        assert!(shape_err(pw.mul(w.view(), mat::<f32>(2, 6, 2).view(), false, &mut Array2::zeros((3, 4)).view_mut())));
+        let mut c = Array2::zeros((2, 4));
+        assert!(pw.mul(w.view(), mat::<f32>(2, 6, 2).view(), false, &mut c.view_mut()).is_ok());
     }
 }

@@ -15,10 +15,12 @@ use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Ix1, Ix2, s};
 use rnnlab_core::{Error, Float, Param, ParamView, ParamViewMut, Parameterized, Result, SeqRefs};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{GradPack, PackedWeight, add_col_sums};
-use crate::norm_unit::{NormUnit, inv_len};
-use crate::params::{check_param_shapes, shape_err};
-use crate::{NormConfig, NormKind, NormPlacement};
+use rnnlab_kernels::{GradPack, PackedWeight, add_col_sums};
+
+use super::config::{NormConfig, NormKind, NormPlacement};
+use super::unit::{NormUnit, inv_len};
+use crate::plain::params::{check_param_shapes, shape_err};
+use crate::views::{check_at_least, check_view};
 
 /// Weights, biases and the input/recurrent normalisers of a normalised cell with P = G·H.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,8 +73,6 @@ pub(crate) fn plain_params<F: Float, C: Parameterized<F>>(op: &str, cell: &C) ->
         _ => Err(Error::shape(op, "parameters w_ih, w_hh, b_ih, b_hh", format!("{:?}", cell.param_names()))),
     }
 }
-
-pub(crate) use crate::kernels::{check_at_least, check_view};
 
 /// A `[rows, cols]` view of the first `rows · cols` values of `buf`.
 pub(crate) fn view_mut<'a, F>(op: &str, buf: &'a mut [F], rows: usize, cols: usize) -> Result<ArrayViewMut2<'a, F>> {
@@ -185,7 +185,7 @@ impl<F: Float> NormProj<F> {
         check_view(op, "input", x.nrows(), self.input_dim(), x.shape())?;
         check_view(op, "projection", x.nrows(), self.proj_dim(), out.shape())?;
         self.packed_ih.pack(self.w_ih.value.view());
-        self.packed_ih.mul_t(self.w_ih.value.view(), x, false, &mut out);
+        self.packed_ih.mul_t(self.w_ih.value.view(), x, false, &mut out)?;
         Ok(())
     }
 
@@ -193,7 +193,7 @@ impl<F: Float> NormProj<F> {
     pub(crate) fn input_grad(&self, op: &str, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
         check_view(op, "projection gradient", dxp.nrows(), self.proj_dim(), dxp.shape())?;
         check_view(op, "input gradient", dxp.nrows(), self.input_dim(), dx.shape())?;
-        self.packed_ih.mul(self.w_ih.value.view(), dxp, false, &mut dx);
+        self.packed_ih.mul(self.w_ih.value.view(), dxp, false, &mut dx)?;
         Ok(())
     }
 
@@ -229,12 +229,12 @@ impl<F: Float> NormProj<F> {
             Some(nh) => {
                 let (xh_h, rest) = rest.split_at_mut(b * p);
                 let mut uv = view_mut(op, u, b, p)?;
-                self.packed.mul_t(self.w_hh.value.view(), prev_h, false, &mut uv);
+                self.packed.mul_t(self.w_hh.value.view(), prev_h, false, &mut uv)?;
                 nh.forward(cfg, batch_stats, t, &u[..b * p], q, xh_h, &mut rest[..il], stats)
             }
             None => {
                 let mut qv = view_mut(op, q, b, p)?;
-                self.packed.mul_t(self.w_hh.value.view(), prev_h, false, &mut qv);
+                self.packed.mul_t(self.w_hh.value.view(), prev_h, false, &mut qv)?;
                 Ok(())
             }
         }
@@ -264,7 +264,7 @@ impl<F: Float> NormProj<F> {
             }
             None => e_h,
         };
-        self.packed.mul(self.w_hh.value.view(), view(op, src, b, p)?, accumulate, dprev_h);
+        self.packed.mul(self.w_hh.value.view(), view(op, src, b, p)?, accumulate, dprev_h)?;
         Ok(())
     }
 
@@ -281,11 +281,11 @@ impl<F: Float> NormProj<F> {
         let (b, p) = (v_h.nrows(), self.proj_dim());
         match &self.norm_h {
             Some(nh) => {
-                self.packed.mul_t(self.w_hh.value.view(), v_h, false, &mut view_mut(op, u, b, p)?);
+                self.packed.mul_t(self.w_hh.value.view(), v_h, false, &mut view_mut(op, u, b, p)?)?;
                 nh.jvp(kind, front.batch_stats, &u[..b * p], front.xh_h, front.s_h, &mut dq[..b * p])
             }
             None => {
-                self.packed.mul_t(self.w_hh.value.view(), v_h, false, &mut view_mut(op, dq, b, p)?);
+                self.packed.mul_t(self.w_hh.value.view(), v_h, false, &mut view_mut(op, dq, b, p)?)?;
                 Ok(())
             }
         }
@@ -322,13 +322,13 @@ impl<F: Float> NormProj<F> {
         check_at_least(op, "cache width", self.front_len(kind, b), seq.cache.ncols())?;
         check_view(op, "previous states", n, seq.prev.ncols(), seq.prev.shape())?;
         check_view(op, "drec", n, seq.drec.ncols(), seq.drec.shape())?;
-        self.grads.acc_tn(seq.dxp, &mut [(seq.x, self.w_ih.grad.view_mut())], &mut []);
+        self.grads.acc_tn(seq.dxp, &mut [(seq.x, self.w_ih.grad.view_mut())], &mut [])?;
         let e_x = seq.drec.slice(s![.., ..p]);
         let e_h = seq.drec.slice(s![.., p..2 * p]);
         let du = if self.norm_h.is_some() { seq.drec.slice(s![.., 2 * p..3 * p]) } else { e_h };
-        self.grads.acc_tn(du, &mut [(seq.prev.slice(s![.., ..h]), self.w_hh.grad.view_mut())], &mut []);
-        add_col_sums([&mut self.b_ih.grad], &e_x);
-        add_col_sums([&mut self.b_hh.grad], &e_h);
+        self.grads.acc_tn(du, &mut [(seq.prev.slice(s![.., ..h]), self.w_hh.grad.view_mut())], &mut [])?;
+        add_col_sums([&mut self.b_ih.grad], &e_x)?;
+        add_col_sums([&mut self.b_hh.grad], &e_h)?;
         for t in 0..n_t {
             let row = seq.cache.row(t);
             let cache = row.to_slice().ok_or_else(|| Error::shape(op, "contiguous cache", "strided"))?;

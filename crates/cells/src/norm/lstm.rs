@@ -3,13 +3,15 @@
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, s};
 use rnnlab_core::{Cell, Error, Float, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
+use rnnlab_kernels::{sigmoid_inplace, tanh_inplace};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{sigmoid_inplace, slice, slice_mut, tanh_inplace};
-use crate::norm_config::CellBase;
-use crate::norm_proj::{NormProj, check_at_least, check_view, plain_params};
-use crate::norm_unit::{NormUnit, inv_len};
-use crate::{LstmConfig, NormConfig, NormKind, NormPlacement};
+use super::config::CellBase;
+use super::config::{NormConfig, NormKind, NormPlacement};
+use super::proj::{NormProj, plain_params};
+use super::unit::{NormUnit, inv_len};
+use crate::LstmConfig;
+use crate::views::{check_at_least, check_view, slice, slice_mut};
 
 /// Configuration of a [`NormLstm`]: the plain [`LstmConfig`] and the [`NormConfig`].
 ///

@@ -8,8 +8,8 @@ use rnnlab_core::{
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::pool::Pool;
-use crate::recurrent::{
+use super::pool::Pool;
+use super::recurrent::{
     Backward, BackwardOptions, OutputGrad, Recurrent, SeqCache, StepGrads, TruncatedRun, check_output_grad,
 };
 
@@ -518,7 +518,7 @@ impl<F: Float, C: Cell<F>> Bidirectional<F, C> {
                 }
                 (None, OutputGrad::Last(g)) => {
                     // outputs[T − 1]'s reverse half is the reverse direction's first step.
-                    let mut gr = self.pool.take(t_len * batch, h);
+                    let mut gr = self.pool.take(t_len * batch, h)?;
                     gr.fill(F::zero());
                     gr.slice_mut(s![..batch, ..]).assign(&g.slice(s![.., h..]));
                     let gr = gr
@@ -657,7 +657,7 @@ fn concat_directions<F: Float>(
     let (t_len, batch, h) = fwd.dim();
     rnnlab_core::validate::shape(op, "reverse outputs", &[t_len, batch, h], rev.shape())?;
     let mut out = pool
-        .take(t_len * batch, 2 * h)
+        .take(t_len * batch, 2 * h)?
         .into_shape_with_order((t_len, batch, 2 * h))
         .map_err(|e| Error::shape(op, "outputs", e.to_string()))?;
     out.slice_mut(s![.., .., ..h]).assign(&fwd);

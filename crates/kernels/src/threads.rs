@@ -5,7 +5,7 @@
 //! product: these products take milliseconds, a start tens of microseconds); for the weight
 //! gradients each thread also packs only its own strips of δ. With 2 or more threads, the
 //! large per-step products are cut in two column ranges at a 64-byte line, one on a
-//! persistent worker thread per cell ([`crate::step_worker`]). Each output element is computed by the same fused
+//! persistent worker thread per cell (`step_worker`). Each output element is computed by the same fused
 //! multiply-add chain whichever thread computes it, so **results are bit-identical for every
 //! thread count**.
 
@@ -22,9 +22,9 @@ pub const THREADS_ENV: &str = "RNNLAB_THREADS";
 ///
 /// # Examples
 /// ```
-/// rnnlab_cells::set_threads(2);
-/// assert_eq!(rnnlab_cells::threads(), 2);
-/// rnnlab_cells::set_threads(1);
+/// rnnlab_kernels::set_threads(2);
+/// assert_eq!(rnnlab_kernels::threads(), 2);
+/// rnnlab_kernels::set_threads(1);
 /// ```
 pub fn set_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
@@ -32,6 +32,7 @@ pub fn set_threads(n: usize) {
 
 /// The number of threads the products may use: the last [`set_threads`], else the
 /// environment variable [`THREADS_ENV`] (`RNNLAB_THREADS`), else 1.
+#[inline]
 pub fn threads() -> usize {
     match THREADS.load(Ordering::Relaxed) {
         0 => {

@@ -2,12 +2,14 @@
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 use rnnlab_core::{Cell, Error, Float, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
+use rnnlab_kernels::{sigmoid_inplace, tanh_inplace};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{sigmoid_inplace, slice, slice_mut, tanh_inplace};
-use crate::norm_config::CellBase;
-use crate::norm_proj::{NormProj, check_at_least, check_view, plain_params};
-use crate::{GruConfig, GruVariant, NormConfig, NormKind};
+use super::config::CellBase;
+use super::config::{NormConfig, NormKind};
+use super::proj::{NormProj, plain_params};
+use crate::views::{check_at_least, check_view, slice, slice_mut};
+use crate::{GruConfig, GruVariant};
 
 /// Configuration of a [`NormGru`]: the plain [`GruConfig`] (whose variant must be
 /// [`GruVariant::ResetAfter`]) and the [`NormConfig`].

@@ -5,10 +5,11 @@ use rnnlab_activations::ActivationKind;
 use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{slice, slice_mut};
-use crate::norm_config::CellBase;
-use crate::norm_proj::{NormProj, check_at_least, check_view, plain_params};
-use crate::{NormConfig, NormKind, RnnConfig};
+use super::config::CellBase;
+use super::config::{NormConfig, NormKind};
+use super::proj::{NormProj, plain_params};
+use crate::RnnConfig;
+use crate::views::{check_at_least, check_view, slice, slice_mut};
 
 /// Configuration of a [`NormRnn`]: the plain [`RnnConfig`] and the [`NormConfig`].
 ///

@@ -12,7 +12,7 @@ use rnnlab_norm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{NormConfig, NormKind};
+use super::config::{NormConfig, NormKind};
 
 /// y = γ ⊙ x̂ + β over `n` features, x̂ from layer or batch statistics (see [`NormKind`]).
 ///

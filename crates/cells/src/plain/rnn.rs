@@ -4,10 +4,11 @@ use ndarray::{Array1, ArrayView2, ArrayViewMut2};
 use rnnlab_activations::ActivationKind;
 use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
 use rnnlab_init::Init;
+use rnnlab_kernels::PackedWeight;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedWeight, check_step, slice, slice_mut};
-use crate::params::{BiasGrads, GateParams};
+use super::params::{BiasGrads, GateParams};
+use crate::views::{check_step, slice, slice_mut};
 
 /// Configuration of an [`Rnn`] cell.
 ///
@@ -187,7 +188,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
         let bias = &self.p.b_ih.value + &self.p.b_hh.value;
-        self.p.project(x, bias.view(), &mut out);
+        self.p.project(x, bias.view(), &mut out)?;
         Ok(())
     }
 
@@ -213,7 +214,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
             self.packed.pack_per_step(self.p.w_hh.value.view());
         }
         // pre-activation = xp + h_{t−1}·W_hhᵀ
-        self.packed.mul_t_from(self.p.w_hh.value.view(), prev, xp.view(), &mut next);
+        self.packed.mul_t_from(self.p.w_hh.value.view(), prev, xp.view(), &mut next)?;
         let a = slice_mut(op, next)?;
         if !cache.is_empty() {
             cache.copy_from_slice(a);
@@ -258,18 +259,18 @@ impl<F: Float> Cell<F> for Rnn<F> {
                 self.times_derivative(h, step.cache, slice_mut(op, dxp.view_mut())?)?;
             }
         }
-        self.packed.mul(self.p.w_hh.value.view(), dxp.view(), false, &mut dprev);
+        self.packed.mul(self.p.w_hh.value.view(), dxp.view(), false, &mut dprev)?;
         Ok(())
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
         let h = self.hidden_dim();
-        self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev, h, BiasGrads::BothFromIh);
+        self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev, h, BiasGrads::BothFromIh)?;
         Ok(())
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
-        self.p.input_grad(dxp, &mut dx);
+        self.p.input_grad(dxp, &mut dx)?;
         Ok(())
     }
 
@@ -294,7 +295,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
             step.cache.len(),
             scratch.len(),
         )?;
-        self.packed.mul_t(self.p.w_hh.value.view(), v, false, &mut out);
+        self.packed.mul_t(self.p.w_hh.value.view(), v, false, &mut out)?;
         self.times_derivative(slice(op, step.next)?, step.cache, slice_mut(op, out)?)
     }
 }

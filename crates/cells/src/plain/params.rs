@@ -2,8 +2,7 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Ix1, Ix2};
 use rnnlab_core::{Error, Float, Param, ParamView, ParamViewMut, Result};
-
-use crate::kernels::{GradPack, PackedWeight};
+use rnnlab_kernels::{GradPack, PackedWeight};
 use serde::{Deserialize, Serialize};
 
 /// `w_ih` `[gates·H, I]`, `w_hh` `[gates·H, H]`, `b_ih`, `b_hh` `[gates·H]` — PyTorch's layout,
@@ -48,7 +47,12 @@ impl<F: Float> GateParams<F> {
     /// `out ← x · w_ihᵀ` for all rows, packing `w_ih` for this pass's input products (the
     /// same packing serves [`GateParams::input_grad`] of the pass's backward).
     /// `out = bias + x · W_ihᵀ` (`bias` added to every row) in one pass over `out`.
-    pub(crate) fn project(&mut self, x: ArrayView2<'_, F>, bias: ArrayView1<'_, F>, out: &mut ArrayViewMut2<'_, F>) {
+    pub(crate) fn project(
+        &mut self,
+        x: ArrayView2<'_, F>,
+        bias: ArrayView1<'_, F>,
+        out: &mut ArrayViewMut2<'_, F>,
+    ) -> Result<()> {
         self.packed_ih.pack(self.w_ih.value.view());
         match bias.broadcast(out.dim()) {
             Some(rows) => self.packed_ih.mul_t_from(self.w_ih.value.view(), x, rows, out),
@@ -58,8 +62,8 @@ impl<F: Float> GateParams<F> {
     }
 
     /// `dx ← dxp · w_ih`.
-    pub(crate) fn input_grad(&self, dxp: ArrayView2<'_, F>, dx: &mut ArrayViewMut2<'_, F>) {
-        self.packed_ih.mul(self.w_ih.value.view(), dxp, false, dx);
+    pub(crate) fn input_grad(&self, dxp: ArrayView2<'_, F>, dx: &mut ArrayViewMut2<'_, F>) -> Result<()> {
+        self.packed_ih.mul(self.w_ih.value.view(), dxp, false, dx)
     }
 
     /// `w_ih.grad += d_ihᵀ · x` and `w_hh.grad[..rows] += d_hhᵀ · h` over all rows (`x`
@@ -74,22 +78,22 @@ impl<F: Float> GateParams<F> {
         h: ArrayView2<'_, F>,
         rows: usize,
         bias: BiasGrads,
-    ) {
+    ) -> Result<()> {
         let w_hh = self.w_hh.grad.slice_mut(ndarray::s![..rows, ..]);
         let (b_ih, b_hh) = (&mut self.b_ih.grad, &mut self.b_hh.grad);
         // the same view (not a comparison of values)
         let same = d_ih.as_ptr() == d_hh.as_ptr() && d_ih.dim() == d_hh.dim() && d_ih.strides() == d_hh.strides();
         match bias {
             BiasGrads::BothFromIh if same => {
-                self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut()), (h, w_hh)], &mut [b_ih, b_hh]);
+                self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut()), (h, w_hh)], &mut [b_ih, b_hh])
             }
             BiasGrads::BothFromIh => {
-                self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut())], &mut [b_ih, b_hh]);
-                self.grads.acc_tn(d_hh, &mut [(h, w_hh)], &mut []);
+                self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut())], &mut [b_ih, b_hh])?;
+                self.grads.acc_tn(d_hh, &mut [(h, w_hh)], &mut [])
             }
             BiasGrads::Each => {
-                self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut())], &mut [b_ih]);
-                self.grads.acc_tn(d_hh, &mut [(h, w_hh)], &mut [b_hh]);
+                self.grads.acc_tn(d_ih, &mut [(x, self.w_ih.grad.view_mut())], &mut [b_ih])?;
+                self.grads.acc_tn(d_hh, &mut [(h, w_hh)], &mut [b_hh])
             }
         }
     }

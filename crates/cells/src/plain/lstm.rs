@@ -4,10 +4,11 @@
 use ndarray::{Array1, ArrayView2, ArrayViewMut2, s};
 use rnnlab_core::{Cell, Float, ParamView, ParamViewMut, Parameterized, Result, Rng, SeqRefs, StepRefs};
 use rnnlab_init::Init;
+use rnnlab_kernels::PackedWeight;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{PackedWeight, check_step, slice, slice_mut};
-use crate::params::{BiasGrads, GateParams, shape_err};
+use super::params::{BiasGrads, GateParams, shape_err};
+use crate::views::{check_step, slice, slice_mut};
 
 /// Configuration of an [`Lstm`] cell.
 ///
@@ -182,7 +183,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
         let bias = &self.p.b_ih.value + &self.p.b_hh.value;
-        self.p.project(x, bias.view(), &mut out);
+        self.p.project(x, bias.view(), &mut out)?;
         Ok(())
     }
 
@@ -214,7 +215,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
             self.packed.pack_per_step(self.p.w_hh.value.view());
         }
         // gates = xp + h_{t−1}·W_hhᵀ, in place of xp (its only reader is this step)
-        self.packed.mul_t(self.p.w_hh.value.view(), prev.slice(s![.., ..h]), true, &mut xp);
+        self.packed.mul_t(self.p.w_hh.value.view(), prev.slice(s![.., ..h]), true, &mut xp)?;
         let gates = slice_mut(op, xp)?;
         let prev = prev_s;
         for r in 0..b {
@@ -274,18 +275,18 @@ impl<F: Float> Cell<F> for Lstm<F> {
                 );
             }
         }
-        self.packed.mul(self.p.w_hh.value.view(), dxp.view(), false, &mut dprev.slice_mut(s![.., ..h]));
+        self.packed.mul(self.p.w_hh.value.view(), dxp.view(), false, &mut dprev.slice_mut(s![.., ..h]))?;
         Ok(())
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
         let h = self.hidden_dim();
-        self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev.slice(s![.., ..h]), 4 * h, BiasGrads::BothFromIh);
+        self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev.slice(s![.., ..h]), 4 * h, BiasGrads::BothFromIh)?;
         Ok(())
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
-        self.p.input_grad(dxp, &mut dx);
+        self.p.input_grad(dxp, &mut dx)?;
         Ok(())
     }
 
@@ -314,7 +315,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
         let (b, h) = (v.nrows(), self.hidden_dim());
         let u_buf = &mut scratch[..4 * b * h];
         let mut u = ArrayViewMut2::from_shape((b, 4 * h), &mut *u_buf).map_err(|e| shape_err(op, e))?;
-        self.packed.mul_t(self.p.w_hh.value.view(), v.slice(s![.., ..h]), false, &mut u);
+        self.packed.mul_t(self.p.w_hh.value.view(), v.slice(s![.., ..h]), false, &mut u)?;
         let (gates, tc) = (slice(op, step.xp)?, step.cache);
         let prev = slice(op, step.prev)?;
         let vs = slice(op, v)?;
