@@ -4,7 +4,7 @@
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
 
-use crate::{Cell, Error, Float, ParamView, ParamViewMut, Parameterized, Result, SeqRefs, StepRefs};
+use crate::{Cell, Error, Float, ParamView, ParamViewMut, Parameterized, Probe, Result, SeqRefs, StepRefs};
 
 /// The arrays of one time step of a [`SimpleCell`], all `[batch, ·]` and row-major.
 #[derive(Clone, Copy, Debug)]
@@ -135,6 +135,15 @@ pub trait SimpleCell<F: Float>: Parameterized<F> {
 
     /// Switches training/evaluation behaviour; a no-op by default.
     fn set_training(&mut self, _training: bool) {}
+
+    /// The cell's optional diagnostics hook (saturation, derivative bound γ, total state
+    /// gradients), which [`Simple`] hands out as its [`Cell::probe`]; `None` ("not available")
+    /// by default. Its methods see the unroller's [`StepRefs`]: `xp` is x_t (the identity
+    /// projection) and `cache` what [`step_saved`](SimpleCell::step_saved) saved,
+    /// `batch · saved_width` values, row-major.
+    fn probe(&self) -> Option<&dyn Probe<F>> {
+        None
+    }
 }
 
 /// The adapter from a [`SimpleCell`] to a [`Cell`]: an identity input projection
@@ -303,6 +312,11 @@ impl<F: Float, C: SimpleCell<F>> Cell<F> for Simple<C> {
 
     fn set_training(&mut self, training: bool) {
         self.cell.set_training(training);
+    }
+
+    /// The simple cell's own hook, [`SimpleCell::probe`].
+    fn probe(&self) -> Option<&dyn Probe<F>> {
+        self.cell.probe()
     }
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {

@@ -57,11 +57,13 @@ pub struct JacobianConfig {
     /// The lags k (number of step Jacobians in the product), each in 1..=reference_step + 1;
     /// `None` = 1, 2, 4, … and reference_step + 1.
     pub lags: Option<Vec<usize>>,
-    /// Power iterations per lag at most (default 100).
+    /// Iterations per lag at most, each one product with the transpose and one with the
+    /// product (default 100).
     pub max_iters: usize,
-    /// Stop when every row's estimates of three successive half-iterations agree to this,
-    /// relative (default 1e-4: a diagnostic needs a few digits, and f32 products jitter at
-    /// ~1e-7).
+    /// Stop when every row's estimated relative error of σ₁ is at most this (default 1e-4: a
+    /// diagnostic needs a few digits, and f32 products jitter at ~1e-7). The estimate is the
+    /// Kato–Temple bound from the residual of the top Ritz triple and the Ritz gap, see
+    /// [`crate::product_norm`].
     pub tol: f64,
     /// The one-step singular values are computed when state_width ≤ this (default 256).
     pub svd_max_width: usize,

@@ -1,6 +1,6 @@
 //! Singular values of a small dense matrix by one-sided Jacobi (Hestenes), in f64.
 
-use ndarray::Array2;
+use ndarray::{Array1, Array2};
 
 /// Sweeps at most; a sweep rotates every column pair once.
 const MAX_SWEEPS: usize = 60;
@@ -13,6 +13,43 @@ const ORTHO_TOL: f64 = 1e-15;
 pub(crate) fn singular_values(a: Array2<f64>) -> Vec<f64> {
     // Columns as contiguous rows of the transpose.
     let mut c = a.reversed_axes().as_standard_layout().to_owned();
+    orthogonalise_columns(&mut c, None);
+    let mut s: Vec<f64> = c.rows().into_iter().map(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt()).collect();
+    s.sort_by(|x, y| y.total_cmp(x));
+    s
+}
+
+/// The top singular triple of `a` (`[m, n]`, m ≥ n), by the same rotations as
+/// [`singular_values`], accumulated into V.
+pub(crate) struct TopTriple {
+    /// σ₁.
+    pub sigma: f64,
+    /// σ₂ (0 for a single column).
+    pub second: f64,
+    /// A left singular vector `[m]` of σ₁ (0 if σ₁ = 0): a·v = σ₁·u.
+    pub u: Array1<f64>,
+    /// A right singular vector `[n]` of σ₁.
+    pub v: Array1<f64>,
+}
+
+/// σ₁ and σ₂ of `a` (`[m, n]`, m ≥ n) with the singular vectors of σ₁.
+pub(crate) fn top_singular_triple(a: &Array2<f64>) -> TopTriple {
+    let mut c = a.t().as_standard_layout().to_owned();
+    let n = c.nrows();
+    // row i of `vt` is column i of V: A·V = C (C's columns are the rotated columns of A)
+    let mut vt = Array2::<f64>::eye(n);
+    orthogonalise_columns(&mut c, Some(&mut vt));
+    let norms: Vec<f64> = c.rows().into_iter().map(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt()).collect();
+    let (k, sigma) =
+        norms.iter().copied().enumerate().fold((0, 0.0), |best, (i, s)| if s > best.1 { (i, s) } else { best });
+    let second = norms.iter().enumerate().filter(|&(i, _)| i != k).fold(0.0f64, |m, (_, &s)| m.max(s));
+    let u = if sigma > 0.0 { c.row(k).mapv(|x| x / sigma) } else { Array1::zeros(c.ncols()) };
+    TopTriple { sigma, second, u, v: vt.row(k).to_owned() }
+}
+
+/// One-sided Jacobi on the rows of `c` (the columns of the matrix): rotates pairs until every
+/// pair is orthogonal to [`ORTHO_TOL`], applying each rotation to the rows of `v` too.
+fn orthogonalise_columns(c: &mut Array2<f64>, mut v: Option<&mut Array2<f64>>) {
     let n = c.nrows();
     for _ in 0..MAX_SWEEPS {
         let mut rotated = false;
@@ -36,13 +73,9 @@ pub(crate) fn singular_values(a: Array2<f64>) -> Vec<f64> {
                 let t = zeta.signum() / (zeta.abs() + (1.0 + zeta * zeta).sqrt());
                 let cs = 1.0 / (1.0 + t * t).sqrt();
                 let sn = cs * t;
-                let (mut lo, mut hi) = c.view_mut().split_at(ndarray::Axis(0), q);
-                let mut cp = lo.row_mut(p);
-                let mut cq = hi.row_mut(0);
-                for (x, y) in cp.iter_mut().zip(cq.iter_mut()) {
-                    let (xp, yq) = (*x, *y);
-                    *x = cs * xp - sn * yq;
-                    *y = sn * xp + cs * yq;
+                rotate_rows(c, p, q, cs, sn);
+                if let Some(v) = v.as_deref_mut() {
+                    rotate_rows(v, p, q, cs, sn);
                 }
             }
         }
@@ -50,9 +83,18 @@ pub(crate) fn singular_values(a: Array2<f64>) -> Vec<f64> {
             break;
         }
     }
-    let mut s: Vec<f64> = c.rows().into_iter().map(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt()).collect();
-    s.sort_by(|x, y| y.total_cmp(x));
-    s
+}
+
+/// Rows p < q of `m` ← (cs·r_p − sn·r_q, sn·r_p + cs·r_q).
+fn rotate_rows(m: &mut Array2<f64>, p: usize, q: usize, cs: f64, sn: f64) {
+    let (mut lo, mut hi) = m.view_mut().split_at(ndarray::Axis(0), q);
+    let mut rp = lo.row_mut(p);
+    let mut rq = hi.row_mut(0);
+    for (x, y) in rp.iter_mut().zip(rq.iter_mut()) {
+        let (xp, yq) = (*x, *y);
+        *x = cs * xp - sn * yq;
+        *y = sn * xp + cs * yq;
+    }
 }
 
 #[cfg(test)]
@@ -70,5 +112,32 @@ mod tests {
         // rank one: [1 2; 2 4] = [1;2][1 2] → σ = 5, 0
         let sv = singular_values(array![[1.0, 2.0], [2.0, 4.0]]);
         assert!((sv[0] - 5.0).abs() < 1e-14 && sv[1].abs() < 1e-14, "{sv:?}");
+    }
+
+    #[test]
+    fn top_singular_triple_of_known_matrices() {
+        // [1 2; 2 4; 0 0] = [1;2;0]·[1 2]: σ₁ = √5·√5 = 5, u = [1, 2, 0]/√5, v = [1, 2]/√5
+        let a = array![[1.0, 2.0], [2.0, 4.0], [0.0, 0.0]];
+        let TopTriple { sigma: s, second, u, v } = top_singular_triple(&a);
+        assert!(second.abs() < 1e-14, "{second}");
+        let r5 = 5f64.sqrt();
+        assert!((s - 5.0).abs() < 1e-14, "{s}");
+        let sign = u[0].signum();
+        for (got, want) in u.iter().zip([1.0 / r5, 2.0 / r5, 0.0]) {
+            assert!((got * sign - want).abs() < 1e-14, "{u}");
+        }
+        for (got, want) in v.iter().zip([1.0 / r5, 2.0 / r5]) {
+            assert!((got * sign - want).abs() < 1e-14, "{v}");
+        }
+        // a random 5×4: a·v = σ₁·u, aᵀ·u = σ₁·v, σ₁ = the largest of singular_values
+        let a = Array2::from_shape_fn((5, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f64 - 5.0);
+        let TopTriple { sigma: s, second, u, v } = top_singular_triple(&a);
+        let all = singular_values(a.clone());
+        assert!((s - all[0]).abs() < 1e-12 * s && (second - all[1]).abs() < 1e-12 * s);
+        assert!((&a.dot(&v) - &(&u * s)).iter().all(|x| x.abs() < 1e-12 * s));
+        assert!((&a.t().dot(&u) - &(&v * s)).iter().all(|x| x.abs() < 1e-12 * s));
+        // zero: σ₁ = 0, u = 0
+        let TopTriple { sigma: s, u, .. } = top_singular_triple(&Array2::zeros((3, 2)));
+        assert!(s == 0.0 && u.iter().all(|&x| x == 0.0));
     }
 }
