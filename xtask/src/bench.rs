@@ -136,10 +136,7 @@ fn run_criterion(root: &Path, args: &BenchArgs) -> Result<()> {
 /// `$CARGO_TARGET_DIR/criterion` (relative to `root`, where `cargo bench` runs) if the
 /// variable is set and non-empty, else `root/target/criterion`.
 fn default_criterion_dir(root: &Path, cargo_target_dir: Option<OsString>) -> PathBuf {
-    match cargo_target_dir.filter(|d| !d.is_empty()) {
-        Some(d) => root.join(d).join("criterion"),
-        None => root.join("target").join("criterion"),
-    }
+    crate::target_dir(root, cargo_target_dir).join("criterion")
 }
 
 /// The benchmarked configurations in table order: per cell, T = 50 then 200, H ascending.

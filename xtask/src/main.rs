@@ -12,12 +12,20 @@
 //!     per thread count: ours, torch fused, JAX, torch cell loop (ms), the ratios peer / ours
 //!     against the faster of torch fused and JAX, torch fused and the cell loop, and a summary
 //!     line with each ratio column's minimum and the minimum vs torch fused at H ≤ 128.
+//! - `cargo xtask diagnose --config MODEL.json [--weights FILE.safetensors] [--task NAME
+//!   --seq-len T | --task-json TASK.json | --input FILE.npy] [--batch N] [--seed S] [--f64]
+//!   [--no-jacobian] [--out FILE]`: builds the model of a `rnnlab_train::ModelConfig`, loads
+//!   rnnlab's or PyTorch's (`nn.RNN/LSTM/GRU` `state_dict`) weights, runs
+//!   `rnnlab_diagnostics::diagnose` on a task's batch or an `.npy` input, prints the report
+//!   and writes it as JSON (see `diagnose.rs`).
 
 mod bench;
 mod compare;
+mod diagnose;
 mod peers;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -37,12 +45,41 @@ enum Cmd {
     /// Run the comparison suite: which remedy for vanishing/exploding gradients works,
     /// measured; writes results.json and prints one verdict per claim.
     Compare(compare::CompareArgs),
+    /// Diagnose where a model's gradient vanishes or explodes, per time step: a model of a
+    /// ModelConfig JSON, with rnnlab's or PyTorch's weights (a bare nn.RNN / nn.LSTM / nn.GRU
+    /// state_dict saved by safetensors.torch.save_file), on a built-in task or an .npy input.
+    /// Prints the report (stdout) and writes it as JSON.
+    ///
+    /// What is differentiated: with a task and a known head (rnnlab's weights file, or no
+    /// weights), the model's own loss through its head; otherwise (PyTorch weights, .npy
+    /// input) the probe L = Σ_b ⟨g_b, h_(T−1),b⟩ with a fixed random unit vector g_b per
+    /// example. The report says which.
+    Diagnose(diagnose::DiagnoseArgs),
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let result: Result<()> = match Cli::parse().command {
         Cmd::Bench(args) => bench::bench(&args, &root()),
         Cmd::Compare(args) => compare::compare(&args, &root()),
+        Cmd::Diagnose(args) => diagnose::diagnose(&args, &root()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole chain on one line (`{:#}`), without the backtrace anyhow's `Debug`
+            // adds under RUST_BACKTRACE: these are input errors, not bugs.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The target directory: `$CARGO_TARGET_DIR` (relative to `root`, where cargo runs) if the
+/// variable is set and non-empty, else `root/target`.
+pub(crate) fn target_dir(root: &Path, cargo_target_dir: Option<std::ffi::OsString>) -> PathBuf {
+    match cargo_target_dir.filter(|d| !d.is_empty()) {
+        Some(d) => root.join(d),
+        None => root.join("target"),
     }
 }
 

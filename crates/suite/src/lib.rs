@@ -2,12 +2,12 @@
 
 mod execute;
 mod grid;
+#[cfg(test)]
+mod quick_tests;
 mod results;
 mod run;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod quick_tests;
 mod verdict;
 
 pub use execute::{Options, Progress, run_grid};

@@ -267,7 +267,8 @@ fn e4(runs: &[RunResult]) -> Verdict {
     let best = [l[3].1, l[4].1].into_iter().flatten().fold(f64::INFINITY, f64::min);
     let baseline = runs.first().map_or(f64::NAN, |r| r.metrics.baseline_loss);
     if !(best < 0.5 * baseline) {
-        let why = "neither orthogonal nor IRNN got below half the baseline: the budget is too small to compare training";
+        let why =
+            "neither orthogonal nor IRNN got below half the baseline: the budget is too small to compare training";
         return verdict(Status::Inconclusive, rule, format!("{evidence}; {why}"));
     }
     let ok = others_d.map(|o| o.iter().all(|&x| x > naive_d) && best < naive_l);
@@ -314,7 +315,9 @@ fn e8(runs: &[RunResult]) -> Verdict {
         ));
         let all: Option<Vec<f64>> = models.iter().map(|m| a(m)).collect();
         let holds = match (all, a("tanh rnn"), a("lstm"), a("gru")) {
-            (Some(all), Some(rnn), Some(lstm), Some(gru)) => Some(all.iter().all(|&x| x > 0.1) && lstm > rnn && gru > rnn),
+            (Some(all), Some(rnn), Some(lstm), Some(gru)) => {
+                Some(all.iter().all(|&x| x > 0.1) && lstm > rnn && gru > rnn)
+            }
             _ => None,
         };
         ok = match (ok, holds) {
