@@ -348,7 +348,7 @@ fn activation_stats(e: &ExperimentResult) -> Vec<Plot> {
     type Get = fn(&RunResult) -> Option<f64>;
     let metrics: [(&str, Get); 3] = [
         ("saturated fraction", |r| r.metrics.saturation),
-        ("mean activation derivative", |r| r.metrics.mean_derivative),
+        ("mean relative derivative f′/max f′", |r| r.metrics.mean_derivative),
         ("forget-gate mean", |r| r.metrics.forget_gate),
     ];
     let series: Vec<(String, Vec<Option<f64>>)> = metrics
@@ -361,7 +361,7 @@ fn activation_stats(e: &ExperimentResult) -> Vec<Plot> {
         .collect();
     let seeds = groups.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
     let mut caption = String::from(
-        "At initialisation, top layer, averaged over the steps: the fraction of saturated units, the mean derivative of the activation, and the forget gate's mean where the cell has one.",
+        "At initialisation, top layer, averaged over the steps: the fraction of saturated units, the mean derivative of the activation relative to its largest value (f′/max f′: 1 where the activation is steepest, e.g. where σ′ = 1/4), and the forget gate's mean where the cell has one.",
     );
     if seeds > 1 {
         caption.push_str(" Median over the runs sharing a label (seeds).");
