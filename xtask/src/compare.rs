@@ -1,5 +1,6 @@
 //! `cargo xtask compare`: runs the comparison suite (an embedded profile or a grid file) and
-//! writes `results.json` with every run's metrics and each claim's verdict.
+//! writes `results.json` with every run's metrics and each claim's verdict, and the report
+//! (`report.html`, `report.md`, `plots/*.svg`) with the date, machine and wall time of the run.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use rnnlab_suite::{Grid, Options, Progress, RunResult};
+use rnnlab_suite::{Grid, Options, Progress, ReportInfo, RunResult};
 
 /// Options of `cargo xtask compare`.
 #[derive(Args, Debug)]
@@ -121,11 +122,53 @@ pub(crate) fn compare(args: &CompareArgs, root: &std::path::Path) -> Result<()> 
         terminal: std::io::stderr().is_terminal(),
         lock: Mutex::new(()),
     };
+    let date = now();
     let results = rnnlab_suite::run_grid(&grid, &name, &options, &progress)?;
-    println!("# rnnlab compare: {name} ({:.0} s)", progress.start.elapsed().as_secs_f64());
+    let wall = progress.start.elapsed().as_secs_f64();
+    println!("# rnnlab compare: {name} ({wall:.0} s)");
     for line in results.summary_lines() {
         println!("{line}");
     }
     println!("results: {}", out.join("results.json").display());
+    let mut wall_time = format!("{wall:.1} s");
+    if options.resume {
+        wall_time.push_str(" (resumed: runs done before are not counted)");
+    }
+    let info = ReportInfo::new(date, machine(options.jobs), wall_time);
+    let files = rnnlab_suite::write_report(&results, &out, &info)?;
+    println!("report: {}", files.html.display());
+    println!("report: {}", files.markdown.display());
+    println!("plots:  {} in {}", files.plots.len(), out.join(rnnlab_suite::PLOTS_DIR).display());
     Ok(())
+}
+
+/// The current UTC time from the system's `date`, or a plain statement that it is unknown.
+fn now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown (no `date` command)".to_string())
+}
+
+/// The CPU model (from /proc/cpuinfo where there is one), the cores available, the worker
+/// threads used, and the OS and architecture.
+fn machine(jobs: Option<usize>) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|info| {
+        info.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    });
+    let cores = std::thread::available_parallelism().map_or_else(|_| "? cores".to_string(), |n| format!("{n} cores"));
+    let workers = jobs.map_or_else(String::new, |j| format!(", {j} worker threads"));
+    let os = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
+    match cpu {
+        Some(cpu) => format!("{cpu}, {cores} available{workers}, {os}"),
+        None => format!("{cores} available{workers}, {os}"),
+    }
 }

@@ -4,6 +4,7 @@ mod execute;
 mod grid;
 #[cfg(test)]
 mod quick_tests;
+mod report;
 mod results;
 mod run;
 #[cfg(test)]
@@ -12,6 +13,7 @@ mod verdict;
 
 pub use execute::{Options, Progress, run_grid};
 pub use grid::{ExperimentSpec, GRID_SCHEMA, Grid, Limits, RunSpec};
+pub use report::{PLOTS_DIR, ReportFiles, ReportInfo, write_report};
 pub use results::{ExperimentResult, RESULTS_SCHEMA, RUNS_DIR, Results, assemble, read_runs, run_file_name};
 pub use run::{Metrics, RunResult, SOLVED_FRACTION, TRACE_POINTS, replicate, run};
 pub use verdict::{Status, Verdict, judge};
