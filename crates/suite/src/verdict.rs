@@ -266,7 +266,8 @@ fn e4(runs: &[RunResult]) -> Verdict {
     let others_d: Option<Vec<f64>> = d[1..].iter().map(|(_, v)| *v).collect();
     let best = [l[3].1, l[4].1].into_iter().flatten().fold(f64::INFINITY, f64::min);
     let baseline = runs.first().map_or(f64::NAN, |r| r.metrics.baseline_loss);
-    if !(best < 0.5 * baseline) {
+    // A NaN baseline or an infinite best loss is no learning either.
+    if best.partial_cmp(&(0.5 * baseline)) != Some(std::cmp::Ordering::Less) {
         let why =
             "neither orthogonal nor IRNN got below half the baseline: the budget is too small to compare training";
         return verdict(Status::Inconclusive, rule, format!("{evidence}; {why}"));
