@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::pool::Pool;
 use super::recurrent::{
-    Backward, BackwardOptions, OutputGrad, Recurrent, SeqCache, StepGrads, TruncatedRun, check_output_grad,
+    Backward, BackwardOptions, OutputGrad, Recurrent, SeqCache, StepGrads, TruncatedRun, check_output_grad, check_state,
 };
 
 /// One of the two directions of a bidirectional layer.
@@ -619,21 +619,7 @@ impl<F: Float, C: Cell<F>> Bidirectional<F, C> {
             for dir in Direction::BOTH {
                 let c = layer.cell(dir);
                 let st = one_state(op, states, dir.index(l))?.first().ok_or_else(|| Error::shape(op, what, "none"))?;
-                let names: Vec<&str> = st.names().iter().map(String::as_str).collect();
-                if names != c.state_names() {
-                    return Err(Error::shape(
-                        op,
-                        format!("layer {l} {dir:?} {what} with parts {:?} (a {} state)", c.state_names(), c.name()),
-                        format!("parts {names:?}"),
-                    ));
-                }
-                rnnlab_core::validate::shape(
-                    op,
-                    &format!("layer {l} {dir:?} {what} [batch, state_width]"),
-                    &[batch, c.state_width()],
-                    st.data().shape(),
-                )?;
-                rnnlab_core::validate::finite_values(op, what, st.data().iter().copied())?;
+                check_state(op, &format!("layer {l} {dir:?}"), what, c, st, batch)?;
             }
         }
         Ok(())

@@ -554,24 +554,37 @@ impl<F: Float, C: Cell<F>> Recurrent<F, C> {
             ));
         }
         for (l, (c, st)) in self.layers.iter().zip(states).enumerate() {
-            let names: Vec<&str> = st.names().iter().map(String::as_str).collect();
-            if names != c.state_names() {
-                return Err(Error::shape(
-                    op,
-                    format!("layer {l} {what} with parts {:?} (a {} state)", c.state_names(), c.name()),
-                    format!("parts {names:?}"),
-                ));
-            }
-            rnnlab_core::validate::shape(
-                op,
-                &format!("layer {l} {what} [batch, state_width]"),
-                &[batch, c.state_width()],
-                st.data().shape(),
-            )?;
-            rnnlab_core::validate::finite_values(op, what, st.data().iter().copied())?;
+            check_state(op, &format!("layer {l}"), what, c, st, batch)?;
         }
         Ok(())
     }
+}
+
+/// `Err` unless `st` is a state of `cell` (its parts) for `batch` rows, all finite; `whose`
+/// names the layer (and direction) in messages.
+pub(crate) fn check_state<F: Float, C: Cell<F>>(
+    op: &str,
+    whose: &str,
+    what: &str,
+    cell: &C,
+    st: &State<F>,
+    batch: usize,
+) -> Result<()> {
+    let names: Vec<&str> = st.names().iter().map(String::as_str).collect();
+    if names != cell.state_names() {
+        return Err(Error::shape(
+            op,
+            format!("{whose} {what} with parts {:?} (a {} state)", cell.state_names(), cell.name()),
+            format!("parts {names:?}"),
+        ));
+    }
+    rnnlab_core::validate::shape(
+        op,
+        &format!("{whose} {what} [batch, state_width]"),
+        &[batch, cell.state_width()],
+        st.data().shape(),
+    )?;
+    rnnlab_core::validate::finite_values(op, what, st.data().iter().copied())
 }
 
 /// `Err` unless the output gradient is `[time, batch, width]` (every step) or `[batch, width]`
