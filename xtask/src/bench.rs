@@ -22,7 +22,7 @@ pub(crate) struct BenchArgs {
     /// Criterion measurement time per benchmark, seconds.
     #[arg(long, default_value_t = 5)]
     measurement_time: u64,
-    /// Peer result files (JSON lines of shared/peers/torch_bench.py, jax_bench.py): print one
+    /// Peer result files (JSON lines of bench/peers/torch_bench.py, jax_bench.py): print one
     /// table per thread count with the peers' medians and the ratios peer / ours.
     #[arg(long, num_args = 1.., value_name = "FILE")]
     peers: Vec<PathBuf>,
@@ -30,7 +30,7 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     no_run: bool,
     /// Where criterion writes its results [default: $CARGO_TARGET_DIR/criterion, else
-    /// <workspace>/target/criterion].
+    /// target/criterion in the workspace].
     #[arg(long, value_name = "DIR")]
     criterion_dir: Option<PathBuf>,
 }

@@ -65,7 +65,7 @@ pub(crate) struct DiagnoseArgs {
     #[arg(long)]
     pub(crate) no_jacobian: bool,
     /// Where the JSON report goes [default: $CARGO_TARGET_DIR/diagnose/report.json, else
-    /// <workspace>/target/diagnose/report.json]; directories are created.
+    /// target/diagnose/report.json in the workspace]; directories are created.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
 }

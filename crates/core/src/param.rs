@@ -79,6 +79,32 @@ pub struct ParamViewMut<'a, F> {
 /// a cell's packed copies of its weights are refreshed from the values at each forward pass
 /// (see the cell invariants in docs/ARCHITECTURE.md), so the next forward uses what was set.
 /// Gradients are left as they are.
+///
+/// # Examples
+/// ```
+/// use ndarray::{Array1, ArrayD, Ix1, arr1};
+/// use rnnlab_core::{Param, ParamView, ParamViewMut, Parameterized};
+///
+/// struct Bias {
+///     b: Param<f64, Ix1>,
+/// }
+/// impl Parameterized<f64> for Bias {
+///     fn visit_params(&self, v: &mut dyn FnMut(&str, ParamView<'_, f64>)) {
+///         v("b", self.b.view())
+///     }
+///     fn visit_params_mut(&mut self, v: &mut dyn FnMut(&str, ParamViewMut<'_, f64>)) {
+///         v("b", self.b.view_mut())
+///     }
+/// }
+///
+/// let mut m = Bias { b: Param::new(Array1::zeros(3)) };
+/// assert_eq!(m.param_names(), ["b"]);
+/// m.set_param("b", arr1(&[1.0, 2.0, 3.0]).into_dyn().view())?;
+/// assert_eq!(m.get_param("b")?.sum(), 6.0);
+/// assert!(m.set_param("b", ArrayD::zeros(vec![2]).view()).is_err()); // [2] is not [3]
+/// assert!(m.get_param("w").is_err()); // the message lists the known names
+/// # Ok::<(), rnnlab_core::Error>(())
+/// ```
 pub trait Parameterized<F: Float> {
     /// Calls `visitor(name, param)` for every parameter, in a fixed order.
     fn visit_params(&self, visitor: &mut dyn FnMut(&str, ParamView<'_, F>));

@@ -55,7 +55,7 @@ pub struct Horizon {
 /// The gradient flow of one state part of one layer.
 ///
 /// The curves are indexed by the lag k = reference_step − t, k = 0..=reference_step. For
-/// example b, r_b(k) = ‖∂L/∂part_{t}[b]‖ / ‖∂L/∂part_{ref}[b]‖. Examples whose reference norm is
+/// example b, r_b(k) = ‖∂L/∂part_{t}\[b\]‖ / ‖∂L/∂part_{ref}\[b\]‖. Examples whose reference norm is
 /// exactly 0 have no relative curve; they are counted in `n_undefined` and left out.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PartFlow {

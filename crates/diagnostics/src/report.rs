@@ -37,6 +37,25 @@ pub struct LayerReport {
 
 /// A diagnosis of one pass: the model's verdict, each layer's curves and analyses, and the
 /// parameter statistics.
+///
+/// # Examples
+/// A tanh RNN with small random recurrent weights: its gradient vanishes, and the report, as
+/// JSON, reads back as the same report.
+/// ```
+/// use ndarray::{Array2, Array3};
+/// use rnnlab_cells::{OutputGrad, Recurrent, RnnConfig};
+/// use rnnlab_diagnostics::{DiagnoseConfig, Report, VerdictKind, diagnose};
+/// use rnnlab_init::Init;
+/// let config = RnnConfig::new(1, 16).with_w_hh_init(Init::Normal { mean: 0.0, std: 0.05 });
+/// let mut rnn = Recurrent::new(vec![config.init::<f64>(&mut rnnlab_core::seeded_rng(0))?])?;
+/// let x = Array3::from_elem((30, 2, 1), 0.5);
+/// let g = Array2::ones((2, 16));
+/// let report = diagnose(&mut rnn, x.view(), OutputGrad::Last(g.view()), &DiagnoseConfig::new())?;
+/// assert_eq!(report.verdict.kind, VerdictKind::Vanishing);
+/// let back: Report = serde_json::from_str(&report.to_json()?).expect("the report's own JSON");
+/// assert_eq!(back.verdict, report.verdict);
+/// # Ok::<(), rnnlab_core::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// [`SCHEMA_VERSION`].

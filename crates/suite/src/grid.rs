@@ -41,6 +41,17 @@ impl Default for Limits {
 }
 
 /// A whole suite: `{"schema": 1, "experiments": [...]}`.
+///
+/// # Examples
+/// ```
+/// use rnnlab_suite::Grid;
+/// let quick = rnnlab_suite::profile("quick")?;
+/// assert!(quick.runs().count() > 0);
+/// // Rejected before any run starts, naming the file and the reason:
+/// let err = Grid::parse("my-grid.json", r#"{"schema": 1, "experiments": [{"id": 3}]}"#).unwrap_err();
+/// assert!(err.to_string().contains("my-grid.json"));
+/// # Ok::<(), rnnlab_core::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grid {
@@ -51,7 +62,7 @@ pub struct Grid {
 }
 
 /// One experiment: the claim it tests and its runs. The verdict's rule belongs to the
-/// experiment's `id` ([`crate::verdict`]); an id without a rule is reported "not evaluated".
+/// experiment's `id` ([`crate::judge`]); an id without a rule is reported "not evaluated".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentSpec {

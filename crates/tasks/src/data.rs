@@ -42,7 +42,7 @@ impl DataSpec {
 }
 
 /// A source of training batches and a held-out set: what the trainer needs of a task.
-/// Every [`Task`] (every built-in task, and [`AnyTask`]) is one, and so is [`ArrayData`]; implement it for a
+/// Every [`Task`] (every built-in task, and [`AnyTask`](crate::AnyTask)) is one, and so is [`ArrayData`]; implement it for a
 /// generator of your own.
 ///
 /// Batches must be a pure function of the generator's state, so that a run is reproducible

@@ -340,6 +340,20 @@ pub const EVAL_CHUNK: usize = 256;
 /// # Shapes
 /// inputs `[time, batch, input_dim]`; predictions `[batch, output_dim]` (last-step losses) or
 /// `[time, batch, output_dim]` ([`LossKind::CrossEntropyEvery`]).
+///
+/// # Examples
+/// ```
+/// use ndarray::Array3;
+/// use rnnlab_tasks::{AddingConfig, Task};
+/// use rnnlab_train::{CellConfig, LossKind, ModelConfig};
+/// let mut model = ModelConfig::new(2, 8, 1, CellConfig::gru(), LossKind::MseLast).build::<f32>()?;
+/// let y = model.predict(Array3::zeros((10, 4, 2)).view())?;
+/// assert_eq!(y.shape(), &[4, 1]); // [batch, output_dim]
+/// let batch = AddingConfig::new(10).build()?.sample::<f32>(4, &mut rnnlab_core::seeded_rng(0))?;
+/// let step = model.loss_and_grad(&batch, true)?; // loss, gradients, ‖∂L/∂h_t‖ per step
+/// assert!(step.loss.is_finite() && step.step_grad_norms.is_some());
+/// # Ok::<(), rnnlab_core::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct SeqModel<F: Float, C = AnyCell<F>> {
     config: ModelConfig,

@@ -22,6 +22,18 @@ pub enum GruVariant {
 
 /// Configuration of a [`Gru`] cell. Defaults as [`crate::LstmConfig`]'s, without a forget bias:
 /// `w_ih` Xavier-uniform and `w_hh` orthogonal per gate block, zero biases, reset-after.
+///
+/// # Examples
+/// The reset-before GRU of Cho et al. (2014), its backward pass checked against central
+/// differences:
+/// ```
+/// use rnnlab_cells::{GruConfig, GruVariant, Recurrent, check_recurrent};
+/// let config = GruConfig::new(3, 5).with_variant(GruVariant::ResetBefore);
+/// let mut gru = Recurrent::new(vec![config.init::<f64>(&mut rnnlab_core::seeded_rng(0))?])?;
+/// let report = check_recurrent(&mut gru, 6, 2, 1)?;
+/// assert!(report.max_rel_error() < 1e-6, "{report}");
+/// # Ok::<(), rnnlab_core::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GruConfig {
     /// Input width I.

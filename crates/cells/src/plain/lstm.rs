@@ -16,6 +16,21 @@ use crate::views::{check_step, slice, slice_mut};
 /// (fans and orthogonality from the `[hidden_dim, ·]` block, not the packed matrix), biases
 /// zero except the forget gate's `b_ih` block, set to `forget_bias = 1.0`
 /// (Jozefowicz et al. 2015; `b_hh`'s forget block stays 0, so the effective bias is 1.0).
+///
+/// # Examples
+/// A two-layer LSTM with the forget bias at 0 (PyTorch's initial value) and its parameters
+/// under PyTorch's layout (gates i, f, g, o stacked in `[4H, ·]`):
+/// ```
+/// use rnnlab_cells::{LstmConfig, Recurrent};
+/// use rnnlab_core::Parameterized;
+/// let mut rng = rnnlab_core::seeded_rng(0);
+/// let layer0 = LstmConfig::new(2, 8).with_forget_bias(0.0).init::<f64>(&mut rng)?;
+/// let layer1 = LstmConfig::new(8, 8).with_forget_bias(0.0).init::<f64>(&mut rng)?;
+/// let lstm = Recurrent::new(vec![layer0, layer1])?;
+/// assert_eq!(lstm.get_param("layers.1.w_hh")?.shape(), &[32, 8]);
+/// assert_eq!(lstm.n_params(), 4 * 8 * (2 + 8 + 2) + 4 * 8 * (8 + 8 + 2));
+/// # Ok::<(), rnnlab_core::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LstmConfig {
     /// Input width I.

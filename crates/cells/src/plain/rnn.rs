@@ -14,6 +14,23 @@ use crate::views::{check_step, slice, slice_mut};
 ///
 /// Defaults: tanh, `w_ih` Xavier-uniform, `w_hh` orthogonal, zero biases. For the IRNN of
 /// Le et al. (2015) use `ActivationKind::Relu` with `Init::Identity { scale: 1.0 }` for `w_hh`.
+///
+/// # Examples
+/// An IRNN layer (ReLU, identity `w_hh`) unrolled over 20 steps of a batch of 4:
+/// ```
+/// use ndarray::Array3;
+/// use rnnlab_activations::ActivationKind;
+/// use rnnlab_cells::{Recurrent, RnnConfig};
+/// use rnnlab_init::Init;
+/// let config = RnnConfig::new(3, 16)
+///     .with_activation(ActivationKind::Relu)
+///     .with_w_hh_init(Init::Identity { scale: 1.0 });
+/// let mut irnn = Recurrent::new(vec![config.init::<f32>(&mut rnnlab_core::seeded_rng(0))?])?;
+/// let fwd = irnn.forward(Array3::<f32>::ones((20, 4, 3)).view(), None)?;
+/// assert_eq!(fwd.outputs.shape(), &[20, 4, 16]); // [time, batch, hidden_dim]
+/// assert!(RnnConfig::new(3, 0).init::<f32>(&mut rnnlab_core::seeded_rng(0)).is_err());
+/// # Ok::<(), rnnlab_core::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RnnConfig {
     /// Input width I.

@@ -46,7 +46,7 @@ impl<F: Float, A: ActivationFn<F>> SimpleRnn<F, A> {
     /// gives the same weights as the built-in [`crate::Rnn`].
     ///
     /// # Errors
-    /// [`Error::Config`] for a zero size or an invalid initialiser.
+    /// [`Error::Config`](rnnlab_core::Error::Config) for a zero size or an invalid initialiser.
     pub fn init(config: &RnnConfig, activation: A, rng: &mut Rng) -> Result<Self> {
         let op = "SimpleRnn::init";
         validate::positive_size(op, "input_dim", config.input_dim)?;
@@ -62,8 +62,9 @@ impl<F: Float, A: ActivationFn<F>> SimpleRnn<F, A> {
     /// A cell from given parameters.
     ///
     /// # Errors
-    /// [`Error::Shape`] if the shapes do not fit together, [`Error::Config`] for a zero size,
-    /// [`Error::NonFinite`] for a NaN or infinite value.
+    /// [`Error::Shape`](rnnlab_core::Error::Shape) if the shapes do not fit together,
+    /// [`Error::Config`](rnnlab_core::Error::Config) for a zero size,
+    /// [`Error::NonFinite`](rnnlab_core::Error::NonFinite) for a NaN or infinite value.
     pub fn from_params(
         activation: A,
         w_ih: Array2<F>,
