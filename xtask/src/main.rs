@@ -7,7 +7,7 @@
 //!   - `--no-run` skips `cargo bench` and only renders the existing results.
 //!   - `--criterion-dir DIR` says where they are (default `$CARGO_TARGET_DIR/criterion`, else
 //!     `<workspace>/target/criterion`).
-//!   - `--peers FILE...` (JSON lines of `shared/peers/torch_bench.py` / `jax_bench.py`; float32,
+//!   - `--peers FILE...` (JSON lines of `bench/peers/torch_bench.py` / `jax_bench.py`; float32,
 //!     B = 32, I = H; repeated configurations merged by their median) prints instead one table
 //!     per thread count: ours, torch fused, JAX, torch cell loop (ms), the ratios peer / ours
 //!     against the faster of torch fused and JAX, torch fused and the cell loop, and a summary

@@ -1,4 +1,4 @@
-//! Peer figures: the JSON lines written by `shared/peers/torch_bench.py` and `jax_bench.py`.
+//! Peer figures: the JSON lines written by `bench/peers/torch_bench.py` and `jax_bench.py`.
 //!
 //! Only records with `"kind": "result"`, `"dtype": "float32"`, `B = 32` and `I = H` are kept, for
 //! the three peers the bench table shows (torch `fused`, torch `cell_loop`, JAX `scan_jit`). A

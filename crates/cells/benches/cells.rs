@@ -1,6 +1,6 @@
 //! One training step per cell: forward over the sequence, MSE of a Linear(H, 1) head on the
 //! last output, full backward with the per-step telemetry, SGD update — the step that
-//! `shared/peers/torch_bench.py` times for PyTorch (B = 32, I = H, f32).
+//! `bench/peers/torch_bench.py` times for PyTorch (B = 32, I = H, f32).
 //!
 //! Threads: run with `RNNLAB_THREADS=1` or `=2` (`rnnlab_cells::threads`: the all-step products
 //! are cut between threads; results are the same bits for every count).

@@ -1,6 +1,6 @@
 //! The training step both benchmarks time, and the loop over the shapes: forward over
 //! the sequence, MSE of a Linear(H, 1) head on the last output, full backward with the per-step
-//! telemetry, SGD update — the step that `shared/peers/torch_bench.py` times for PyTorch
+//! telemetry, SGD update — the step that `bench/peers/torch_bench.py` times for PyTorch
 //! (B = 32, I = H, f32).
 
 use std::hint::black_box;
