@@ -15,7 +15,7 @@ mod trainer;
 mod weights;
 
 pub use cell::{AnyCell, CellConfig, CheckpointCell, CustomCellSpec, GruSpec, LstmSpec, RnnSpec};
-pub use checkpoint::{CHECKPOINT_FORMAT_VERSION, MODEL_FILE, STATE_FILE};
+pub use checkpoint::{CHECKPOINT_DIR_PREFIX, CHECKPOINT_FORMAT_VERSION, MODEL_FILE, STATE_FILE, latest_checkpoint};
 pub use config::{DEFAULT_EVAL_SEED, TrainConfig};
 pub use diagnostics::{DiagnosticsRecorder, StepReport};
 pub use inspector::{Inspector, NoInspector, StepView};

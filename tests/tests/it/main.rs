@@ -2,8 +2,10 @@
 
 mod alloc_counter;
 mod bidirectional_weights;
+mod checkpoint_crash;
 mod custom_cells;
 mod determinism;
+mod hostile_inputs;
 mod memory;
 mod model_gradients;
 mod training_step;
