@@ -130,7 +130,8 @@ pub(crate) struct Bars {
 impl Bars {
     fn new(start: Instant) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
-        let suite = multi.add(ProgressBar::new(0));
+        // Added to the display at `start`, when its length is known.
+        let suite = ProgressBar::new(0);
         suite.set_style(
             ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} runs  {elapsed_precise} (eta {eta})")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -142,6 +143,7 @@ impl Bars {
 
     fn start(&self, todo: usize, done: usize) {
         self.suite.set_length(todo as u64);
+        self.multi.insert(0, self.suite.clone());
         if done > 0 {
             let _ = self.multi.println(format!("compare: {done} runs already done, {todo} to run"));
         }
