@@ -2,20 +2,20 @@
 //! writes `results.json` with every run's metrics and each claim's verdict, and the report
 //! (`report.html`, `report.md`, `plots/*.svg`) with the date, machine and wall time of the run.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use rnnlab_suite::{Grid, Options, Progress, ReportInfo, RunResult};
+use rnnlab_suite::{Grid, Options, ReportInfo, Results};
+
+use crate::progress::Display;
 
 /// Options of `cargo xtask compare`.
 #[derive(Args, Debug)]
 pub(crate) struct CompareArgs {
-    /// The embedded grid to run: `quick` (about a minute on 2 cores) or `default`.
+    /// The embedded grid to run: `quick` (about a minute on 2 cores), `default` (about 4
+    /// minutes) or `paper` (longer sequences, more seeds: see docs/scaling.md).
     #[arg(long, default_value = "default")]
     profile: String,
     /// Run a grid file of your own instead (JSON; see crates/suite/grids/ for the format).
@@ -39,56 +39,6 @@ pub(crate) struct CompareArgs {
     /// Output directory (default `target/compare`).
     #[arg(long)]
     out: Option<PathBuf>,
-}
-
-/// Prints one line per finished run (and the count), on stderr.
-struct Lines {
-    todo: AtomicUsize,
-    done: AtomicUsize,
-    start: Instant,
-    terminal: bool,
-    lock: Mutex<()>,
-}
-
-impl Progress for Lines {
-    fn start(&self, todo: usize, done: usize) {
-        self.todo.store(todo, Ordering::Relaxed);
-        if done > 0 {
-            eprintln!("compare: {done} runs already done, {todo} to run");
-        } else {
-            eprintln!("compare: {todo} runs");
-        }
-    }
-
-    fn finished(&self, r: &RunResult) {
-        let k = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let m = &r.metrics;
-        let what = match (&r.error, m.trained) {
-            (Some(e), _) => format!("FAILED: {e}"),
-            (None, false) => {
-                format!("decay {} horizon {}", opt(m.decay_factor), m.horizon.map_or("n/a".into(), |h| h.to_string()))
-            }
-            (None, true) if m.diverged => "diverged".to_string(),
-            (None, true) => format!(
-                "loss {} (baseline {:.3}){}",
-                opt(m.final_loss),
-                m.baseline_loss,
-                if m.solved == Some(true) { " solved" } else { "" }
-            ),
-        };
-        let _guard = self.lock.lock();
-        let total = self.todo.load(Ordering::Relaxed);
-        let t = self.start.elapsed().as_secs_f64();
-        if self.terminal {
-            eprintln!("[{k:>4}/{total}] {t:>6.1} s  {:<28} {what}", r.id);
-        } else {
-            eprintln!("compare: [{k}/{total}] {:.1} s {} {what}", t, r.id);
-        }
-    }
-}
-
-fn opt(v: Option<f64>) -> String {
-    v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.4}"))
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
@@ -115,31 +65,63 @@ pub(crate) fn compare(args: &CompareArgs, root: &std::path::Path) -> Result<()> 
     options.shard = args.shard.as_deref().map(parse_shard).transpose()?;
     options.resume = args.resume;
     options.jobs = args.jobs;
-    let progress = Lines {
-        todo: AtomicUsize::new(0),
-        done: AtomicUsize::new(0),
-        start: Instant::now(),
-        terminal: std::io::stderr().is_terminal(),
-        lock: Mutex::new(()),
-    };
+    let start = Instant::now();
+    let progress = Display::new(start);
     let date = now();
-    let results = rnnlab_suite::run_grid(&grid, &name, &options, &progress)?;
-    let wall = progress.start.elapsed().as_secs_f64();
+    let results = rnnlab_suite::run_grid(&grid, &name, &options, &progress);
+    progress.finish();
+    let results = results?;
+    let wall = start.elapsed().as_secs_f64();
     println!("# rnnlab compare: {name} ({wall:.0} s)");
-    for line in results.summary_lines() {
-        println!("{line}");
-    }
-    println!("results: {}", out.join("results.json").display());
     let mut wall_time = format!("{wall:.1} s");
     if options.resume {
         wall_time.push_str(" (resumed: runs done before are not counted)");
     }
     let info = ReportInfo::new(date, machine(options.jobs), wall_time);
-    let files = rnnlab_suite::write_report(&results, &out, &info)?;
+    summarise(&results, &out, &info)
+}
+
+/// Prints the verdicts, writes the report and prints where the files are.
+fn summarise(results: &Results, out: &Path, info: &ReportInfo) -> Result<()> {
+    for line in results.summary_lines() {
+        println!("{line}");
+    }
+    println!("results: {}", out.join("results.json").display());
+    let files = rnnlab_suite::write_report(results, out, info)?;
     println!("report: {}", files.html.display());
     println!("report: {}", files.markdown.display());
     println!("plots:  {} in {}", files.plots.len(), out.join(rnnlab_suite::PLOTS_DIR).display());
     Ok(())
+}
+
+/// Options of `cargo xtask merge`.
+#[derive(Args, Debug)]
+pub(crate) struct MergeArgs {
+    /// The output directories of the shards (`compare --shard i/n --out DIR`).
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Where the merged results and report go (default `target/compare`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// `cargo xtask merge DIR… [--out DIR]`: joins the shards' results into one results.json (the
+/// same as one unsharded run's, but for the runs' wall times) and writes the report.
+pub(crate) fn merge(args: &MergeArgs, root: &Path) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| root.join("target").join("compare"));
+    let date = now();
+    let results = rnnlab_suite::merge(&args.dirs, &out)?;
+    let runs: Vec<_> = results.experiments.iter().flat_map(|e| &e.runs).collect();
+    let cpu_s: f64 = runs.iter().map(|r| r.metrics.wall_ms).sum::<f64>() / 1e3;
+    println!("# rnnlab merge: {} ({} runs from {} directories)", results.grid, runs.len(), args.dirs.len());
+    let info = ReportInfo::new(
+        format!("{date} (merged)"),
+        format!("merged from {} output directories; their machines are not recorded", args.dirs.len()),
+        format!(
+            "{cpu_s:.1} s summed over the runs (each run single-threaded; the shards' own wall times are not recorded)"
+        ),
+    );
+    summarise(&results, &out, &info)
 }
 
 /// The current UTC time from the system's `date`, or a plain statement that it is unknown.

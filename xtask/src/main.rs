@@ -12,6 +12,11 @@
 //!     per thread count: ours, torch fused, JAX, torch cell loop (ms), the ratios peer / ours
 //!     against the faster of torch fused and JAX, torch fused and the cell loop, and a summary
 //!     line with each ratio column's minimum and the minimum vs torch fused at H ≤ 128.
+//! - `cargo xtask compare [--profile quick|default|paper | --grid FILE] [--only E3] [--seeds N]
+//!   [--shard i/n] [--resume] [--jobs N] [--out DIR]`: runs the comparison suite (see
+//!   `compare.rs`); progress as indicatif bars on a terminal, plain lines otherwise.
+//! - `cargo xtask merge DIR... [--out DIR]`: joins the shards' output directories into one
+//!   `results.json` and report (docs/scaling.md).
 //! - `cargo xtask diagnose --config MODEL.json [--weights FILE.safetensors] [--task NAME
 //!   --seq-len T | --task-json TASK.json | --input FILE.npy] [--batch N] [--seed S] [--f64]
 //!   [--no-jacobian] [--out FILE]`: builds the model of a `rnnlab_train::ModelConfig`, loads
@@ -23,6 +28,7 @@ mod bench;
 mod compare;
 mod diagnose;
 mod peers;
+mod progress;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,7 +50,17 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run the comparison suite: which remedy for vanishing/exploding gradients works,
     /// measured; writes results.json and prints one verdict per claim.
+    ///
+    /// Profiles: quick (about a minute on 2 cores), default (about 4 minutes), paper (longer
+    /// sequences, more seeds; about an hour: see docs/scaling.md). --shard i/n runs every n-th
+    /// run for array jobs; --resume skips finished runs. Progress: bars on a terminal, plain
+    /// lines otherwise.
     Compare(compare::CompareArgs),
+    /// Join the output directories of `compare --shard i/n` into one results.json (the same as
+    /// one unsharded run's, but for the runs' wall times) and write the report. Refuses
+    /// directories that ran different grids, runs present twice and missing runs, naming the
+    /// directory. See docs/scaling.md for Slurm, Kubernetes and GNU parallel.
+    Merge(compare::MergeArgs),
     /// Diagnose where a model's gradient vanishes or explodes, per time step: a model of a
     /// ModelConfig JSON, with rnnlab's or PyTorch's weights (a bare nn.RNN / nn.LSTM / nn.GRU
     /// state_dict saved by safetensors.torch.save_file), on a built-in task or an .npy input.
@@ -61,6 +77,7 @@ fn main() -> ExitCode {
     let result: Result<()> = match Cli::parse().command {
         Cmd::Bench(args) => bench::bench(&args, &root()),
         Cmd::Compare(args) => compare::compare(&args, &root()),
+        Cmd::Merge(args) => compare::merge(&args, &root()),
         Cmd::Diagnose(args) => diagnose::diagnose(&args, &root()),
     };
     match result {

@@ -6,6 +6,8 @@ use rnnlab_tasks::{DataSource, TaskConfig};
 use rnnlab_train::{CellConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::CustomCells;
+
 /// The version of the grid format this crate reads.
 pub const GRID_SCHEMA: u32 = 1;
 
@@ -112,9 +114,18 @@ impl Grid {
     /// (a grid holds built-in cells and tasks only), a config that does not validate, or a size
     /// over [`Limits`].
     pub fn parse(source: &str, json: &str) -> Result<Self> {
+        Self::parse_with(source, json, &CustomCells::new())
+    }
+
+    /// [`Grid::parse`] for a grid that may name the custom cells of `cells` (each entry's
+    /// `{"kind": "custom", "name": …}` must be one of them).
+    ///
+    /// # Errors
+    /// As [`Grid::parse`], with the custom cells of `cells` allowed.
+    pub fn parse_with(source: &str, json: &str, cells: &CustomCells) -> Result<Self> {
         let grid: Grid = serde_json::from_str(json)
             .map_err(|e| Error::format("Grid::parse", format!("{source}: not a grid: {e}")))?;
-        grid.validate(source, &Limits::default())?;
+        grid.validate_with(source, &Limits::default(), cells)?;
         Ok(grid)
     }
 
@@ -123,6 +134,14 @@ impl Grid {
     /// # Errors
     /// As [`Grid::parse`].
     pub fn validate(&self, source: &str, limits: &Limits) -> Result<()> {
+        self.validate_with(source, limits, &CustomCells::new())
+    }
+
+    /// Checks every entry, allowing the custom cells of `cells` (see [`Grid::parse_with`]).
+    ///
+    /// # Errors
+    /// As [`Grid::parse_with`].
+    pub fn validate_with(&self, source: &str, limits: &Limits, cells: &CustomCells) -> Result<()> {
         let op = "Grid";
         if self.schema != GRID_SCHEMA {
             return Err(Error::config(op, format!("{source}: schema {}, this build reads {GRID_SCHEMA}", self.schema)));
@@ -144,7 +163,7 @@ impl Grid {
                 if r.id.is_empty() || !seen_runs.insert(r.id.as_str()) {
                     return Err(Error::config(op, format!("{at}: the run id is empty or repeated")));
                 }
-                r.check(limits).map_err(|e| Error::config(op, format!("{at}: {}", reason(&e))))?;
+                r.check(limits, cells).map_err(|e| Error::config(op, format!("{at}: {}", reason(&e))))?;
             }
         }
         Ok(())
@@ -178,12 +197,19 @@ fn reason(e: &Error) -> String {
 }
 
 impl RunSpec {
-    /// Checks the run: a built-in cell and task, a valid config, sizes within `limits`.
-    fn check(&self, limits: &Limits) -> Result<()> {
+    /// Checks the run: a built-in cell or one of `cells`, a built-in task, a valid config,
+    /// sizes within `limits`.
+    fn check(&self, limits: &Limits, cells: &CustomCells) -> Result<()> {
         let op = "RunSpec";
         let c = &self.config;
-        if matches!(c.model.cell, CellConfig::Custom(_)) {
-            return Err(Error::config(op, "a custom cell cannot run from a grid (it needs its maker)"));
+        if let CellConfig::Custom(custom) = &c.model.cell
+            && !cells.contains(&custom.name)
+        {
+            return Err(if cells.names().next().is_none() {
+                Error::config(op, "a custom cell cannot run from a grid without its maker (run_grid_with)")
+            } else {
+                cells.unknown(op, &custom.name)
+            });
         }
         if matches!(c.task, TaskConfig::Data(_)) {
             return Err(Error::config(op, "data supplied by the caller cannot run from a grid"));

@@ -1,7 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+mod custom;
 mod execute;
 mod grid;
+mod merge;
+#[cfg(test)]
+mod ops_tests;
 #[cfg(test)]
 mod quick_tests;
 mod report;
@@ -11,17 +15,23 @@ mod run;
 mod tests;
 mod verdict;
 
-pub use execute::{Options, Progress, run_grid};
+pub use custom::CustomCells;
+pub use execute::{Options, Progress, run_grid, run_grid_with};
 pub use grid::{ExperimentSpec, GRID_SCHEMA, Grid, Limits, RunSpec};
+pub use merge::{MANIFEST_FILE, Manifest, merge};
 pub use report::{PLOTS_DIR, ReportFiles, ReportInfo, write_report};
 pub use results::{ExperimentResult, RESULTS_SCHEMA, RUNS_DIR, Results, assemble, read_runs, run_file_name};
-pub use run::{Metrics, RunResult, SOLVED_FRACTION, TRACE_POINTS, replicate, run};
+pub use run::{Metrics, RunResult, SOLVED_FRACTION, STEP_REPORTS, TRACE_POINTS, replicate, run, run_with};
 pub use verdict::{Status, Verdict, judge};
 
 /// The embedded grids, by profile name: `quick` (about a minute on 2 cores: what the snapshot
-/// tests run), `default` (what `cargo xtask compare` runs).
-pub const PROFILES: [(&str, &str); 2] =
-    [("quick", include_str!("../grids/quick.json")), ("default", include_str!("../grids/default.json"))];
+/// tests run), `default` (what `cargo xtask compare` runs), `paper` (opt-in: longer sequences,
+/// wider models, more seeds, longer training; about an hour on 2 cores).
+pub const PROFILES: [(&str, &str); 3] = [
+    ("quick", include_str!("../grids/quick.json")),
+    ("default", include_str!("../grids/default.json")),
+    ("paper", include_str!("../grids/paper.json")),
+];
 
 /// The embedded grid of a profile.
 ///

@@ -4,12 +4,18 @@
 
 use std::time::Instant;
 
-use rnnlab_core::Result;
+use rnnlab_core::{Cell, Result};
 use rnnlab_diagnostics::{DiagnoseConfig, JacobianConfig, Pascanu, Report};
-use rnnlab_train::{DiagnosticsRecorder, Recorder, TrainConfig, Trainer};
+use rnnlab_train::{
+    CellConfig, Control, DiagnosticsRecorder, EvalMetrics, Observer, Recorder, StepMetrics, TrainConfig, Trainer,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::RunSpec;
+use crate::{CustomCells, RunSpec};
+
+/// A run reports its training step and loss to its watcher at most this many times (and at
+/// its last step), so that a progress display costs nothing measurable.
+pub const STEP_REPORTS: u64 = 100;
 
 /// A training run counts as solved when its final held-out loss is below this fraction of the
 /// task's baseline (the loss of the best memoryless predictor).
@@ -112,11 +118,22 @@ pub fn replicate(spec: &RunSpec, k: u64) -> RunSpec {
 }
 
 /// Runs one spec (single-threaded use is the caller's business): a failure is recorded in the
-/// result, not returned.
+/// result, not returned. A custom cell fails here (it needs its maker: [`run_with`]).
 pub fn run(spec: &RunSpec, k: u64) -> RunResult {
+    run_with(spec, k, &CustomCells::new(), &mut |_, _| {})
+}
+
+/// [`run`] with the makers of the custom cells the spec may name, telling `on_step(step, loss)`
+/// the training step and loss up to [`STEP_REPORTS`] times (and at the last step). The result
+/// does not depend on `on_step`.
+pub fn run_with(spec: &RunSpec, k: u64, cells: &CustomCells, on_step: &mut dyn FnMut(u64, f64)) -> RunResult {
     let start = Instant::now();
     let mut metrics = Metrics::default();
-    let error = measure(spec, &mut metrics).err().map(|e| e.to_string());
+    let measured = match &spec.config.model.cell {
+        CellConfig::Custom(c) => cells.measure(&c.name, spec, &mut metrics, on_step),
+        _ => measure(spec, &mut metrics, on_step, Trainer::<f32>::new),
+    };
+    let error = measured.err().map(|e| e.to_string());
     metrics.wall_ms = start.elapsed().as_secs_f64() * 1e3;
     RunResult {
         id: spec.id.clone(),
@@ -128,13 +145,41 @@ pub fn run(spec: &RunSpec, k: u64) -> RunResult {
     }
 }
 
-fn measure(spec: &RunSpec, m: &mut Metrics) -> Result<()> {
+/// Forwards every step and evaluation to the recorder, and every `every`-th step (and the last)
+/// to the watcher.
+struct Watched<'a> {
+    rec: &'a mut Recorder,
+    every: u64,
+    last: u64,
+    on_step: &'a mut dyn FnMut(u64, f64),
+}
+
+impl Observer for Watched<'_> {
+    fn on_step(&mut self, m: &StepMetrics) -> Control {
+        if m.step % self.every == 0 || m.step == self.last {
+            (self.on_step)(m.step, m.loss);
+        }
+        self.rec.on_step(m)
+    }
+
+    fn on_eval(&mut self, m: &EvalMetrics) -> Control {
+        self.rec.on_eval(m)
+    }
+}
+
+/// Measures a run whose trainers `build` makes (from the run's config, or the probe's).
+pub(crate) fn measure<C: Cell<f32>>(
+    spec: &RunSpec,
+    m: &mut Metrics,
+    on_step: &mut dyn FnMut(u64, f64),
+    build: impl Fn(TrainConfig) -> Result<Trainer<f32, C>>,
+) -> Result<()> {
     // Diagnosis at initialisation: the first training step's own pass on a probe batch.
     let mut probe_cfg = spec.config.clone().with_batch_size(spec.probe_batch).with_n_steps(1).with_eval_every(0);
     probe_cfg.eval_batch = probe_cfg.eval_batch.min(spec.probe_batch);
     let diagnose =
         DiagnoseConfig::new().with_jacobian(JacobianConfig { lags: Some(vec![1]), ..JacobianConfig::default() });
-    let mut probe = Trainer::<f32>::new(probe_cfg)?;
+    let mut probe = build(probe_cfg)?;
     let mut recorder = DiagnosticsRecorder::with_config(u64::MAX, diagnose)?;
     probe.run_inspected(&mut rnnlab_train::Silent, &mut recorder)?;
     m.baseline_loss = probe.data().baseline_loss();
@@ -144,9 +189,11 @@ fn measure(spec: &RunSpec, m: &mut Metrics) -> Result<()> {
     if !spec.train {
         return Ok(());
     }
-    let mut trainer = Trainer::<f32>::new(spec.config.clone())?;
+    let mut trainer = build(spec.config.clone())?;
     let mut rec = Recorder::default();
-    let summary = trainer.run(&mut rec)?;
+    let n_steps = spec.config.n_steps;
+    let every = (n_steps / STEP_REPORTS).max(1);
+    let summary = trainer.run(&mut Watched { rec: &mut rec, every, last: n_steps, on_step })?;
     m.trained = true;
     m.steps = summary.steps;
     m.baseline_loss = summary.baseline_loss;

@@ -10,6 +10,9 @@
 //! - saturation, mean derivative and forget-gate mean per label when a run saturates at least
 //!   [`SATURATION_SHOWN`] of its units or has a forget gate.
 //!
+//! - test accuracy per configuration against chance (1 / classes) when trained runs classify
+//!   (E8: sequential and permuted digits against the 10% baseline).
+//!
 //! More than [`MAX_LINES`] labels are split into panels by the label's first word (`tanh/…`,
 //! `relu/…`), or in chunks when that does not split them.
 
@@ -177,6 +180,7 @@ pub(crate) fn plots(e: &ExperimentResult) -> Vec<Plot> {
         ));
     }
     out.extend(activation_stats(e));
+    out.extend(accuracy(e));
     out
 }
 
@@ -374,6 +378,87 @@ fn activation_stats(e: &ExperimentResult) -> Vec<Plot> {
             x_label: "value (fraction or mean)".to_string(),
             y_label: "run".to_string(),
             categories: groups.iter().map(|(l, _)| (*l).to_string()).collect(),
+            series,
+        }),
+    }]
+}
+
+/// Test accuracy per configuration against chance, for trained classification runs: a row per
+/// configuration, a dot per variant (the label's part before its first `/`, e.g. `sequential`
+/// and `permuted`, when every label has one), the median over the runs sharing a label.
+fn accuracy(e: &ExperimentResult) -> Vec<Plot> {
+    let classifies = |r: &&RunResult| r.metrics.trained && r.config.model.loss != rnnlab_train::LossKind::MseLast;
+    let runs: Vec<&RunResult> = e.runs.iter().filter(classifies).collect();
+    if !runs.iter().any(|r| r.metrics.test_accuracy.is_some()) {
+        return Vec::new();
+    }
+    let split = runs.iter().all(|r| r.label.contains('/'));
+    let part = |label: &str| -> (String, String) {
+        match label.split_once('/') {
+            Some((v, c)) if split => (v.to_string(), c.to_string()),
+            _ => ("test accuracy".to_string(), label.to_string()),
+        }
+    };
+    let mut variants: Vec<String> = Vec::new();
+    let mut configs: Vec<String> = Vec::new();
+    for r in &runs {
+        let (v, c) = part(&r.label);
+        if !variants.contains(&v) {
+            variants.push(v);
+        }
+        if !configs.contains(&c) {
+            configs.push(c);
+        }
+    }
+    let mut series: Vec<(String, Vec<Option<f64>>)> = variants
+        .iter()
+        .map(|v| {
+            let values = configs
+                .iter()
+                .map(|c| {
+                    let of = runs.iter().filter(|r| part(&r.label) == (v.clone(), c.clone()));
+                    median(of.filter_map(|r| r.metrics.test_accuracy).collect())
+                })
+                .collect();
+            (v.clone(), values)
+        })
+        .collect();
+    let chance: Vec<Option<f64>> = configs
+        .iter()
+        .map(|c| {
+            let classes = runs.iter().find(|r| part(&r.label).1 == *c).map_or(0, |r| r.config.model.output_dim);
+            (classes > 0).then(|| 1.0 / classes as f64)
+        })
+        .collect();
+    let classes: Vec<usize> = runs.iter().map(|r| r.config.model.output_dim).collect();
+    let chance_label = if classes.iter().all(|&k| k == classes[0]) {
+        format!("chance (1/{} = {}%)", classes[0], format_num(100.0 / classes[0] as f64))
+    } else {
+        "chance (1 / classes)".to_string()
+    };
+    series.push((chance_label, chance));
+    let seeds = by_label(runs.iter().copied()).iter().map(|(_, v)| v.len()).max().unwrap_or(1);
+    let mut caption = String::from(
+        "Final held-out (test) accuracy of each trained configuration, against chance: the accuracy of guessing, 1 / the number of classes.",
+    );
+    if split {
+        caption.push_str(&format!(" One dot per variant ({}).", variants.join(", ")));
+    }
+    if seeds > 1 {
+        caption.push_str(" Median over the runs sharing a label (seeds).");
+    }
+    let diverged = runs.iter().filter(|r| r.metrics.test_accuracy.is_none()).count();
+    if diverged > 0 {
+        caption.push_str(&format!(" {diverged} run(s) have no accuracy (diverged or failed) and are not drawn."));
+    }
+    vec![Plot {
+        kind: "accuracy".to_string(),
+        caption,
+        chart: Chart::Dots(DotChart {
+            title: title(e, "test accuracy against chance", ""),
+            x_label: "test accuracy (fraction correct)".to_string(),
+            y_label: "configuration".to_string(),
+            categories: configs,
             series,
         }),
     }]
