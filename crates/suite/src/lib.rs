@@ -2,6 +2,7 @@
 
 mod execute;
 mod grid;
+pub mod plot;
 #[cfg(test)]
 mod quick_tests;
 mod report;
