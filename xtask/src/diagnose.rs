@@ -1,21 +1,23 @@
 //! `cargo xtask diagnose`: the gradient-flow report (`rnnlab_diagnostics::Report`) of a model
-//! described by a `ModelConfig` file, with rnnlab's or PyTorch's weights, on a task or an
-//! `.npy` input.
+//! described by a `ModelConfig` file (unidirectional or bidirectional), with rnnlab's or
+//! PyTorch's weights, on a task or an `.npy` input; the JSON and an SVG of the curves.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use ndarray::{Array2, Array3, Axis};
+use ndarray::{Array2, Array3, ArrayView3, Axis, s};
 use ndarray_npy::{ReadNpyError, ReadNpyExt};
 use rand_distr::{Distribution, StandardNormal};
-use rnnlab_cells::{GruVariant, OutputGrad};
+use rnnlab_cells::{BackwardOptions, Bidirectional, Direction, GruVariant, OutputGrad};
 use rnnlab_core::{Float, Layer, seeded_rng};
-use rnnlab_diagnostics::{DiagnoseConfig, Report};
+use rnnlab_diagnostics::{DiagnoseConfig, LossKind as ReportLoss, Report};
 use rnnlab_tasks::{
     AddingConfig, Batch, CopyMemoryConfig, DigitsConfig, Targets, Task, TaskConfig, TemporalOrderConfig,
 };
-use rnnlab_train::{CellConfig, DtypePolicy, LossKind, ModelConfig, SeqModel, load_torch_rnn_weights, read_state_dict};
+use rnnlab_train::{
+    AnyCell, CellConfig, DtypePolicy, LossKind, ModelConfig, SeqModel, Stack, load_torch_rnn_weights, read_state_dict,
+};
 use serde::Serialize;
 
 /// Options of `cargo xtask diagnose`.
@@ -25,13 +27,16 @@ use serde::Serialize;
 #[command(group(clap::ArgGroup::new("source").required(true).args(["task", "task_json", "input"])))]
 pub(crate) struct DiagnoseArgs {
     /// The model: an `rnnlab_train::ModelConfig` JSON file (`input_dim`, `output_dim`,
-    /// `hidden_dim`, `n_layers`, `cell` of kind rnn / lstm / gru, `loss`, `seed`).
+    /// `hidden_dim`, `n_layers`, `cell` of kind rnn / lstm / gru, `loss`, `seed`, and
+    /// `"bidirectional": true` for PyTorch's `bidirectional=True`: then each layer's forward
+    /// and reverse directions are reported apart).
     #[arg(long, value_name = "MODEL.json")]
     pub(crate) config: PathBuf,
     /// Weights to load: rnnlab's own model file (names `rnn.weight_ih_l0`, …, `head.weight`,
     /// e.g. a checkpoint's model.safetensors) or the bare `state_dict()` of a PyTorch
     /// `nn.RNN` / `nn.LSTM` / `nn.GRU` saved by `safetensors.torch.save_file` (names
-    /// `weight_ih_l0`, …, `bias_hh_l{L−1}`), F32 or F64; told apart by the names. Without it
+    /// `weight_ih_l0`, …, `bias_hh_l{L−1}`, and `weight_ih_l0_reverse`, … when bidirectional),
+    /// F32 or F64; told apart by the names. Without it
     /// the model's own initialisation (from the config's seed) is diagnosed.
     #[arg(long, value_name = "FILE.safetensors")]
     pub(crate) weights: Option<PathBuf>,
@@ -65,7 +70,9 @@ pub(crate) struct DiagnoseArgs {
     #[arg(long)]
     pub(crate) no_jacobian: bool,
     /// Where the JSON report goes [default: $CARGO_TARGET_DIR/diagnose/report.json, else
-    /// target/diagnose/report.json in the workspace]; directories are created.
+    /// target/diagnose/report.json in the workspace]; directories are created. Beside it, with the
+    /// extension .svg, a plot of the relative ‖∂L/∂h_t‖ against the lag (log axis), one curve
+    /// per layer and direction: the geometric mean over the batch, the 10–90 % band shaded.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
 }
@@ -142,6 +149,13 @@ pub(crate) enum LossSource {
         /// Seed of the directions (ChaCha8 stream 1).
         seed: u64,
     },
+    /// A bidirectional model's L = Σ_b ⟨g_b, h_n,b⟩ on the top layer's final states of both
+    /// directions (PyTorch's `h_n[-2:]`: forward h at t = T−1, reverse h at t = 0), g_b fixed
+    /// random unit vectors of width 2H.
+    ProbeFinalStates {
+        /// Seed of the directions (ChaCha8 stream 1).
+        seed: u64,
+    },
 }
 
 impl LossSource {
@@ -155,6 +169,12 @@ impl LossSource {
                 "probe L = Σ_b ⟨g_b, h_(T−1),b⟩ on the top layer's last step, g_b a fixed random unit vector per \
                  example (seed {seed}, stream {PROBE_STREAM}): only the gradient's flow matters, and relative norms \
                  do not depend on g's scale"
+            ),
+            LossSource::ProbeFinalStates { seed } => format!(
+                "probe L = Σ_b ⟨g_b, h_n,b⟩ on the top layer's final states of both directions (PyTorch's \
+                 h_n[-2:]: forward h at t = T−1, reverse h at t = 0), g_b a fixed random unit vector of width 2H \
+                 per example (seed {seed}, stream {PROBE_STREAM}): each direction's curve starts where it ends, \
+                 and relative norms do not depend on g's scale"
             ),
         }
     }
@@ -220,7 +240,10 @@ pub(crate) fn diagnose(args: &DiagnoseArgs, root: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     std::fs::write(&out, d.to_json()?).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("xtask diagnose: report written to {}", out.display());
+    let svg_path = out.with_extension("svg");
+    std::fs::write(&svg_path, plot::gradient_svg(&d.report)?)
+        .with_context(|| format!("writing {}", svg_path.display()))?;
+    eprintln!("xtask diagnose: report written to {} and {}", out.display(), svg_path.display());
     Ok(())
 }
 
@@ -290,18 +313,28 @@ pub(crate) fn run<F: Float>(args: &DiagnoseArgs) -> Result<(SeqModel<F>, Diagnos
                 HeadGrad::Last(g) => OutputGrad::Last(g.view()),
                 HeadGrad::Every(g) => OutputGrad::Every(g.view()),
             };
-            let report = rnnlab_diagnostics::diagnose(unidirectional(&mut model)?, batch.inputs.view(), grad, &dcfg)
-                .context("diagnosing")?;
+            let report = match model.rnn_mut() {
+                Stack::Unidirectional(r) => rnnlab_diagnostics::diagnose(r, batch.inputs.view(), grad, &dcfg),
+                Stack::Bidirectional(b) => {
+                    rnnlab_diagnostics::diagnose_bidirectional(b, batch.inputs.view(), grad, &dcfg)
+                }
+            }
+            .context("diagnosing")?;
             (report, LossSource::Model { loss: cfg.loss, value })
         }
-        None => {
-            let (_, b, _) = x.dim();
-            let g = probe_directions::<F>(b, cfg.hidden_dim, args.seed);
-            let report =
-                rnnlab_diagnostics::diagnose(unidirectional(&mut model)?, x.view(), OutputGrad::Last(g.view()), &dcfg)
+        None => match model.rnn_mut() {
+            Stack::Unidirectional(r) => {
+                let (_, b, _) = x.dim();
+                let g = probe_directions::<F>(b, cfg.hidden_dim, args.seed);
+                let report = rnnlab_diagnostics::diagnose(r, x.view(), OutputGrad::Last(g.view()), &dcfg)
                     .context("diagnosing")?;
-            (report, LossSource::Probe { seed: args.seed })
-        }
+                (report, LossSource::Probe { seed: args.seed })
+            }
+            Stack::Bidirectional(bi) => {
+                let report = final_state_probe(bi, x.view(), args.seed, &dcfg).context("diagnosing")?;
+                (report, LossSource::ProbeFinalStates { seed: args.seed })
+            }
+        },
     };
     let source = Source {
         config: args.config.display().to_string(),
@@ -567,11 +600,40 @@ pub(crate) fn read_npy<F: Float>(path: &Path, input_dim: usize) -> Result<Array3
 #[cfg(test)]
 mod tests;
 
-/// The model's stack, which the diagnostics take only unidirectional today.
-fn unidirectional<F: Float>(
-    model: &mut SeqModel<F>,
-) -> Result<&mut rnnlab_cells::Recurrent<F, rnnlab_train::AnyCell<F>>> {
-    model.rnn_mut().as_unidirectional_mut().context(
-        "the diagnostics of a bidirectional model are not available yet (diagnose each direction as its own model)",
-    )
+/// The report of a bidirectional stack under the probe L = Σ_b ⟨g_b, h_n,b⟩ on its top layer's
+/// final states (forward at t = T−1, reverse at t = 0), g_b = [`probe_directions`] of width 2H.
+fn final_state_probe<F: Float>(
+    bi: &mut Bidirectional<F, AnyCell<F>>,
+    x: ArrayView3<'_, F>,
+    seed: u64,
+    dcfg: &DiagnoseConfig,
+) -> rnnlab_core::Result<Report> {
+    let (_, b, _) = x.dim();
+    let h = bi.hidden_dim();
+    let g = probe_directions::<F>(b, 2 * h, seed);
+    let mut d_final = bi.zero_states(b)?;
+    // `Bidirectional::new` refuses an empty stack: there is a top layer.
+    let top = bi.n_layers().saturating_sub(1);
+    for (dir, from) in [(Direction::Forward, 0), (Direction::Reverse, h)] {
+        if let Some(state) = d_final.get_mut(dir.index(top)) {
+            state.data_mut().slice_mut(s![.., ..h]).assign(&g.slice(s![.., from..from + h]));
+        }
+    }
+    let fwd = bi.forward(x, None)?;
+    let options = BackwardOptions::default().with_d_final(&d_final).without_input_grad();
+    let report = bi.backward(&fwd.cache, OutputGrad::None, options).and_then(|bwd| {
+        let r = rnnlab_diagnostics::report_from_bidirectional_pass(
+            bi,
+            &fwd.cache,
+            &bwd.step_grads,
+            ReportLoss::FinalState,
+            dcfg,
+        );
+        bi.recycle_grads(bwd);
+        r
+    });
+    bi.recycle(fwd.cache);
+    report
 }
+
+mod plot;

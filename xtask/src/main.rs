@@ -20,9 +20,10 @@
 //! - `cargo xtask diagnose --config MODEL.json [--weights FILE.safetensors] [--task NAME
 //!   --seq-len T | --task-json TASK.json | --input FILE.npy] [--batch N] [--seed S] [--f64]
 //!   [--no-jacobian] [--out FILE]`: builds the model of a `rnnlab_train::ModelConfig`, loads
-//!   rnnlab's or PyTorch's (`nn.RNN/LSTM/GRU` `state_dict`) weights, runs
-//!   `rnnlab_diagnostics::diagnose` on a task's batch or an `.npy` input, prints the report
-//!   and writes it as JSON (see `diagnose.rs`).
+//!   rnnlab's or PyTorch's (`nn.RNN/LSTM/GRU` `state_dict`, `_reverse` names when
+//!   bidirectional) weights, runs `rnnlab_diagnostics::diagnose` (or `diagnose_bidirectional`)
+//!   on a task's batch or an `.npy` input, prints the report and writes it as JSON and the
+//!   gradient curves as an SVG beside it (see `diagnose.rs`).
 
 mod bench;
 mod compare;
@@ -62,14 +63,18 @@ enum Cmd {
     /// directory. See docs/scaling.md for Slurm, Kubernetes and GNU parallel.
     Merge(compare::MergeArgs),
     /// Diagnose where a model's gradient vanishes or explodes, per time step: a model of a
-    /// ModelConfig JSON, with rnnlab's or PyTorch's weights (a bare nn.RNN / nn.LSTM / nn.GRU
-    /// state_dict saved by safetensors.torch.save_file), on a built-in task or an .npy input.
-    /// Prints the report (stdout) and writes it as JSON.
+    /// ModelConfig JSON (uni- or bidirectional), with rnnlab's or PyTorch's weights (a bare
+    /// nn.RNN / nn.LSTM / nn.GRU state_dict saved by safetensors.torch.save_file, `_reverse`
+    /// names for bidirectional=True), on a built-in task or an .npy input. Prints the report
+    /// (stdout), writes it as JSON and, beside it, an SVG of the relative ‖∂L/∂h_t‖ against
+    /// the lag (log axis, one curve per layer and direction).
     ///
     /// What is differentiated: with a task and a known head (rnnlab's weights file, or no
     /// weights), the model's own loss through its head; otherwise (PyTorch weights, .npy
     /// input) the probe L = Σ_b ⟨g_b, h_(T−1),b⟩ with a fixed random unit vector g_b per
-    /// example. The report says which.
+    /// example (bidirectional: on h_n, the top layer's forward h at T−1 and reverse h at 0).
+    /// The report says which. A bidirectional model's lag k is t = t_r − k in the forward
+    /// direction and t = t_r + k in the reverse one (it reads the sequence backwards).
     Diagnose(diagnose::DiagnoseArgs),
 }
 

@@ -1,5 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(test)]
+mod bidir_tests;
+mod bidirectional;
 mod config;
 mod flow;
 mod jacobian;
@@ -11,6 +14,7 @@ mod saturation;
 mod tests;
 mod verdict;
 
+pub use bidirectional::{diagnose_bidirectional, report_from_bidirectional_pass};
 pub use config::{DiagnoseConfig, FlowConfig, JacobianConfig, LossKind, Thresholds};
 pub use flow::{
     Convention, DecayFit, Horizon, LayerFlow, PartFlow, flow_from_norms, gradient_flow, part_flow, row_norms,
@@ -21,4 +25,4 @@ pub use jacobian::{
 pub use params::{ParamSnapshot, ParamStat, param_stats};
 pub use report::{LayerReport, Report, SCHEMA_VERSION, diagnose, report_from_pass};
 pub use saturation::{StepSaturation, saturation_trace};
-pub use verdict::{Verdict, VerdictKind, layer_verdict, model_verdict};
+pub use verdict::{Verdict, VerdictKind, direction_verdict, layer_verdict, model_verdict};

@@ -1,26 +1,39 @@
 //! The [`Report`] (serde, versioned, a terminal table as `Display`) and the entry points that
-//! build it: [`diagnose`] (runs its own pass) and [`report_from_pass`] (reuses one).
+//! build it: [`diagnose`] (runs its own pass) and [`report_from_pass`] (reuses one); the
+//! bidirectional ones are in `bidirectional.rs`.
 
 use std::fmt;
 
 use ndarray::{ArrayD, ArrayView3};
-use rnnlab_cells::{Backward, BackwardOptions, OutputGrad, Recurrent, SeqCache};
+use rnnlab_cells::{Backward, BackwardOptions, Direction, OutputGrad, Recurrent, SeqCache};
 use rnnlab_core::{Cell, Float, Parameterized, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    DiagnoseConfig, JacobianReport, LayerFlow, LossKind, ParamStat, Pascanu, StepSaturation, Verdict, gradient_flow,
-    jacobian_analysis, layer_verdict, model_verdict, param_stats, saturation_trace,
+    DiagnoseConfig, FlowConfig, JacobianReport, LayerFlow, LossKind, ParamStat, Pascanu, StepSaturation, Verdict,
+    direction_verdict, gradient_flow, jacobian_analysis, model_verdict, param_stats, saturation_trace,
 };
 
 /// The report format's version; bumped on any change a reader of the JSON would notice.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: bidirectional models — `Report::bidirectional`, `LayerReport::direction` and
+/// `Verdict::direction` (all defaulted when absent, so a version-1 file still reads).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Everything known about one layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerReport {
     /// The layer index (0 = bottom).
     pub layer: usize,
+    /// The direction of a bidirectional model's layer; `None` in a unidirectional model.
+    ///
+    /// Every step index and per-step list of a [`Direction::Reverse`] entry (the curves'
+    /// `reference_step`, the Jacobian's steps, the saturation trace) is in that direction's
+    /// *processing* order τ = T − 1 − t: the entry is exactly the report of a unidirectional
+    /// model with the reverse cell run on the time-reversed input. [`LayerReport::time_of_step`]
+    /// and [`LayerReport::time_of_lag`] give the original time t.
+    #[serde(default)]
+    pub direction: Option<Direction>,
     /// Its hidden width.
     pub hidden_dim: usize,
     /// The gradient flow of each state part.
@@ -76,6 +89,53 @@ pub struct Report {
     pub layers: Vec<LayerReport>,
     /// Per-parameter statistics.
     pub params: Vec<ParamStat>,
+    /// Whether the model is bidirectional: `layers` then holds layer 0 forward, layer 0
+    /// reverse, layer 1 forward, … (PyTorch's order), each with its `direction`.
+    #[serde(default)]
+    pub bidirectional: bool,
+}
+
+impl LayerReport {
+    /// The original time index t of this layer's step τ (an index of its per-step lists and
+    /// step fields) in a sequence of `time` steps: τ itself, or T − 1 − τ for a reverse
+    /// direction; `None` past the sequence.
+    pub fn time_of_step(&self, step: usize, time: usize) -> Option<usize> {
+        if step >= time {
+            return None;
+        }
+        Some(if self.direction == Some(Direction::Reverse) { time - 1 - step } else { step })
+    }
+
+    /// The original time index t of the state at lag `lag` of this layer's curves, in a
+    /// sequence of `time` steps; `None` past the sequence (or without a curve).
+    ///
+    /// With t_r the time where the curves start (lag 0, where the loss enters that direction):
+    /// t = t_r − k for a forward direction (and a unidirectional layer), whose gradient flows
+    /// back in time; t = t_r + k for a reverse direction, which reads the sequence from its
+    /// end, so its gradient flows from early steps to later ones.
+    ///
+    /// # Examples
+    /// A reverse direction's curve relative to t_r = 0 (the last step it processes, where a
+    /// loss on every step or on the final states enters last) has lag k at t = k:
+    /// ```
+    /// # use rnnlab_diagnostics::LayerReport;
+    /// # fn check(reverse: &LayerReport) {
+    /// assert_eq!(reverse.time_of_lag(3, 50), Some(3));
+    /// # }
+    /// ```
+    pub fn time_of_lag(&self, lag: usize, time: usize) -> Option<usize> {
+        let reference = self.flow.parts.first()?.reference_step;
+        self.time_of_step(reference.checked_sub(lag)?, time)
+    }
+
+    /// `"0"`, or `"0 fwd"` / `"0 rev"` for a direction of a bidirectional layer.
+    pub fn label(&self) -> String {
+        match self.direction {
+            None => self.layer.to_string(),
+            Some(Direction::Forward) => format!("{} fwd", self.layer),
+            Some(Direction::Reverse) => format!("{} rev", self.layer),
+        }
+    }
 }
 
 impl Report {
@@ -120,21 +180,39 @@ pub fn diagnose<F: Float, C: Cell<F>>(
     config: &DiagnoseConfig,
 ) -> Result<Report> {
     config.validate()?;
-    let mut saved: Vec<ArrayD<F>> = Vec::new();
-    model.visit_params(&mut |_, p| saved.push(p.grad.to_owned()));
-    model.zero_grad();
+    let saved = take_grads(model);
     let fwd = model.forward(x, None)?;
-    let kind = match loss {
-        OutputGrad::Last(_) => LossKind::Last,
-        OutputGrad::Every(_) => LossKind::Every,
-        OutputGrad::None => LossKind::FinalState,
-    };
+    let kind = loss_kind(&loss);
     let bwd = model.backward(&fwd.cache, loss, BackwardOptions::default().without_input_grad());
     let report = bwd.and_then(|bwd| {
         let r = report_from_pass(model, &fwd.cache, &bwd, kind, config);
         model.recycle_grads(bwd);
         r
     });
+    restore_grads(model, &saved);
+    model.recycle(fwd.cache);
+    report
+}
+
+/// The report's wording of an output gradient.
+pub(crate) fn loss_kind<F>(loss: &OutputGrad<'_, F>) -> LossKind {
+    match loss {
+        OutputGrad::Last(_) => LossKind::Last,
+        OutputGrad::Every(_) => LossKind::Every,
+        OutputGrad::None => LossKind::FinalState,
+    }
+}
+
+/// The parameter gradients, copied, and then zeroed.
+pub(crate) fn take_grads<F: Float>(model: &mut dyn Parameterized<F>) -> Vec<ArrayD<F>> {
+    let mut saved: Vec<ArrayD<F>> = Vec::new();
+    model.visit_params(&mut |_, p| saved.push(p.grad.to_owned()));
+    model.zero_grad();
+    saved
+}
+
+/// Puts back the gradients [`take_grads`] copied (in the same visiting order).
+pub(crate) fn restore_grads<F: Float>(model: &mut dyn Parameterized<F>, saved: &[ArrayD<F>]) {
     let mut i = 0;
     model.visit_params_mut(&mut |_, mut p| {
         if let Some(g) = saved.get(i) {
@@ -142,8 +220,6 @@ pub fn diagnose<F: Float, C: Cell<F>>(
         }
         i += 1;
     });
-    model.recycle(fwd.cache);
-    report
 }
 
 /// The [`Report`] of a finished pass: `cache` from `model`'s latest forward, `grads` its
@@ -161,29 +237,7 @@ pub fn report_from_pass<F: Float, C: Cell<F>>(
     config: &DiagnoseConfig,
 ) -> Result<Report> {
     config.validate()?;
-    let flows = gradient_flow(model, cache, grads, &config.flow)?;
-    let mut jac = match &config.jacobian {
-        Some(j) => jacobian_analysis(model, cache, config.flow.reference_step, j)?.into_iter().map(Some).collect(),
-        None => vec![None; model.n_layers()],
-    };
-    let mut sat = match config.saturation_eps {
-        Some(eps) => saturation_trace(model, cache, eps)?,
-        None => vec![None; model.n_layers()],
-    };
-    let layers: Vec<LayerReport> = flows
-        .into_iter()
-        .zip(model.layers())
-        .enumerate()
-        .map(|(l, (flow, cell))| LayerReport {
-            layer: l,
-            hidden_dim: cell.hidden_dim(),
-            verdict: layer_verdict(&flow, &config.thresholds),
-            flow,
-            jacobian: jac.get_mut(l).and_then(Option::take),
-            saturation: sat.get_mut(l).and_then(Option::take),
-            saturation_available: cell.probe().is_some(),
-        })
-        .collect();
+    let layers = layer_reports(model, cache, grads, &config.flow, config, None)?;
     let verdicts: Vec<Verdict> = layers.iter().map(|l| l.verdict.clone()).collect();
     let cell = model.layers().first().map(|c| c.name()).unwrap_or("none");
     Ok(Report {
@@ -196,7 +250,56 @@ pub fn report_from_pass<F: Float, C: Cell<F>>(
         verdict: model_verdict(&verdicts),
         layers,
         params: param_stats(model),
+        bidirectional: false,
     })
+}
+
+/// The layer reports of one unidirectional stack's pass, with the curves of `flow` (the
+/// Jacobian products end at `config.flow`'s reference step). `as_direction = Some((l, dir))`
+/// labels a one-layer stack as direction `dir` of layer `l` of a bidirectional model.
+pub(crate) fn layer_reports<F: Float, C: Cell<F>>(
+    model: &Recurrent<F, C>,
+    cache: &SeqCache<F>,
+    grads: &Backward<F>,
+    flow: &FlowConfig,
+    config: &DiagnoseConfig,
+    as_direction: Option<(usize, Direction)>,
+) -> Result<Vec<LayerReport>> {
+    let flows = gradient_flow(model, cache, grads, flow)?;
+    let mut jac = match &config.jacobian {
+        Some(j) => jacobian_analysis(model, cache, config.flow.reference_step, j)?.into_iter().map(Some).collect(),
+        None => vec![None; model.n_layers()],
+    };
+    let mut sat = match config.saturation_eps {
+        Some(eps) => saturation_trace(model, cache, eps)?,
+        None => vec![None; model.n_layers()],
+    };
+    Ok(flows
+        .into_iter()
+        .zip(model.layers())
+        .enumerate()
+        .map(|(l, (mut flow, cell))| {
+            let (layer, direction) = match as_direction {
+                Some((layer, dir)) => (layer, Some(dir)),
+                None => (l, None),
+            };
+            flow.layer = layer;
+            let mut jacobian = jac.get_mut(l).and_then(Option::take);
+            if let Some(j) = jacobian.as_mut() {
+                j.layer = layer;
+            }
+            LayerReport {
+                layer,
+                direction,
+                hidden_dim: cell.hidden_dim(),
+                verdict: direction_verdict(&flow, direction, &config.thresholds),
+                flow,
+                jacobian,
+                saturation: sat.get_mut(l).and_then(Option::take),
+                saturation_available: cell.probe().is_some(),
+            }
+        })
+        .collect())
 }
 
 /// Lags shown in the terminal table.
@@ -215,10 +318,22 @@ impl fmt::Display for Report {
             self.schema, self.cell, self.precision, self.time, self.batch
         )?;
         writeln!(f, "verdict: {}  ({})", self.verdict.kind, self.verdict.reason)?;
+        if self.bidirectional {
+            for dir in Direction::BOTH {
+                let Some(lr) = self.layers.iter().find(|l| l.direction == Some(dir)) else { continue };
+                let Some(t0) = lr.time_of_lag(0, self.time) else { continue };
+                let (name, sign, flows) = match dir {
+                    Direction::Forward => ("fwd", "−", "back in time"),
+                    Direction::Reverse => ("rev", "+", "forward in time: it reads the sequence backwards"),
+                };
+                writeln!(f, "{name}: lag k is step t = {t0} {sign} k (the gradient flows {flows})")?;
+            }
+        }
         writeln!(f)?;
+        let lw = if self.bidirectional { 7 } else { 5 };
         write!(
             f,
-            "{:<5} {:<4} {:<7} {:>8} {:>6} {:>9} {:>8}",
+            "{:<lw$} {:<4} {:<7} {:>8} {:>6} {:>9} {:>8}",
             "layer", "part", "conv", "decay", "R²", "fit lags", "horizon"
         )?;
         for k in SHOWN_LAGS {
@@ -231,7 +346,7 @@ impl fmt::Display for Report {
                     crate::Convention::Total => "total",
                     crate::Convention::Partial => "partial",
                 };
-                write!(f, "{:<5} {:<4} {:<7}", lr.layer, p.part, conv)?;
+                write!(f, "{:<lw$} {:<4} {:<7}", lr.label(), p.part, conv)?;
                 if p.undefined.is_some() {
                     writeln!(f, " undefined: zero gradient at the reference step")?;
                     continue;
@@ -260,8 +375,14 @@ impl fmt::Display for Report {
             }
         }
         for lr in &self.layers {
+            let name = lr.label();
             if let Some(j) = &lr.jacobian {
-                write!(f, "layer {} σ₁(∂s_T/∂s_(T−k)), T = {}, row 0 (* not converged):", lr.layer, j.reference_step)?;
+                if lr.direction == Some(Direction::Reverse) {
+                    let t = lr.time_of_step(j.reference_step, self.time).unwrap_or(0);
+                    write!(f, "layer {name} σ₁(∂s_t/∂s_(t+k)), t = {t}, row 0 (* not converged):")?;
+                } else {
+                    write!(f, "layer {name} σ₁(∂s_T/∂s_(T−k)), T = {}, row 0 (* not converged):", j.reference_step)?;
+                }
                 for ln in &j.lags {
                     let s = ln.sigma_max.first().copied().unwrap_or(0.0);
                     write!(f, " k={} {:.3e}{}", ln.lag, s, if ln.converged { "" } else { "*" })?;
@@ -271,9 +392,8 @@ impl fmt::Display for Report {
                     let sv = &svd.singular_values;
                     writeln!(
                         f,
-                        "layer {} one-step Jacobian (t = {}, row {}): σ₁ {:.4}, σ_min {:.3e}, {} values",
-                        lr.layer,
-                        svd.step,
+                        "layer {name} one-step Jacobian (t = {}, row {}): σ₁ {:.4}, σ_min {:.3e}, {} values",
+                        lr.time_of_step(svd.step, self.time).unwrap_or(svd.step),
                         svd.row,
                         sv.first().copied().unwrap_or(0.0),
                         sv.last().copied().unwrap_or(0.0),
@@ -283,8 +403,7 @@ impl fmt::Display for Report {
                 match &j.pascanu {
                     Pascanu::Applicable { gamma, sigma_max, spectral_radius, bound, vanishing_guaranteed } => writeln!(
                         f,
-                        "layer {} Pascanu: σ₁(W_hh) = {sigma_max:.4}, ρ(W_hh) = {spectral_radius:.4}, γ = {gamma}, 1/γ = {bound:.4}: vanishing {}",
-                        lr.layer,
+                        "layer {name} Pascanu: σ₁(W_hh) = {sigma_max:.4}, ρ(W_hh) = {spectral_radius:.4}, γ = {gamma}, 1/γ = {bound:.4}: vanishing {}",
                         if *vanishing_guaranteed {
                             "guaranteed (σ₁ < 1/γ)"
                         } else {
@@ -292,7 +411,7 @@ impl fmt::Display for Report {
                         }
                     )?,
                     Pascanu::NotApplicable { reason } => {
-                        writeln!(f, "layer {} Pascanu: not applicable ({reason})", lr.layer)?
+                        writeln!(f, "layer {name} Pascanu: not applicable ({reason})")?
                     }
                 }
             }
@@ -303,20 +422,22 @@ impl fmt::Display for Report {
                     let md = s.iter().map(|x| x.mean_derivative).sum::<f64>() / n;
                     write!(
                         f,
-                        "layer {} saturation: {:.1}% of units (mean over steps), mean φ′/sup φ′ {:.3}",
-                        lr.layer,
+                        "layer {name} saturation: {:.1}% of units (mean over steps), mean φ′/sup φ′ {:.3}",
                         100.0 * sat,
                         md
                     )?;
                     if let (Some(first), Some(last)) = (s.first(), s.last()) {
-                        for ((name, a), (_, b)) in first.gates.iter().zip(&last.gates) {
-                            write!(f, "; {name} {a:.2}→{b:.2}")?;
+                        for ((gate, a), (_, b)) in first.gates.iter().zip(&last.gates) {
+                            write!(f, "; {gate} {a:.2}→{b:.2}")?;
+                        }
+                        if lr.direction == Some(Direction::Reverse) && !first.gates.is_empty() {
+                            write!(f, " (in its order, t = T−1 → 0)")?;
                         }
                     }
                     writeln!(f)?;
                 }
                 _ if !lr.saturation_available => {
-                    writeln!(f, "layer {} saturation: not available (the cell has no probe)", lr.layer)?
+                    writeln!(f, "layer {name} saturation: not available (the cell has no probe)")?
                 }
                 _ => {}
             }

@@ -1,5 +1,6 @@
 //! The verdict — vanishing, exploding, healthy or undefined — with the evidence beside it.
 
+use rnnlab_cells::Direction;
 use serde::{Deserialize, Serialize};
 
 use crate::{LayerFlow, Thresholds};
@@ -36,6 +37,10 @@ pub struct Verdict {
     pub kind: VerdictKind,
     /// The layer it was decided on (the worst one for a model).
     pub layer: Option<usize>,
+    /// That layer's direction in a bidirectional model; `None` for a unidirectional one (and
+    /// in schema-1 reports).
+    #[serde(default)]
+    pub direction: Option<Direction>,
     /// One sentence with the numbers.
     pub reason: String,
     /// The fitted decay factor per step of ‖∂L/∂h‖.
@@ -51,10 +56,15 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn undefined(layer: Option<usize>, reason: String) -> Self {
+    pub(crate) fn undefined(layer: Option<usize>, reason: String) -> Self {
+        Self::undefined_in(layer, None, reason)
+    }
+
+    pub(crate) fn undefined_in(layer: Option<usize>, direction: Option<Direction>, reason: String) -> Self {
         Self {
             kind: VerdictKind::Undefined,
             layer,
+            direction,
             reason,
             decay_factor: None,
             r2: None,
@@ -67,21 +77,30 @@ impl Verdict {
 
 /// The verdict of one layer from its h curve (the first part), by the rule on [`Thresholds`].
 pub fn layer_verdict(flow: &LayerFlow, th: &Thresholds) -> Verdict {
+    direction_verdict(flow, None, th)
+}
+
+/// The verdict of one direction of a bidirectional layer (`None`: a unidirectional layer, as
+/// [`layer_verdict`]); the reason names the layer and direction ("layer 0 reverse").
+pub fn direction_verdict(flow: &LayerFlow, direction: Option<Direction>, th: &Thresholds) -> Verdict {
     let l = flow.layer;
+    let who = match direction {
+        None => format!("layer {l}"),
+        Some(Direction::Forward) => format!("layer {l} forward"),
+        Some(Direction::Reverse) => format!("layer {l} reverse"),
+    };
+    let undefined = |reason: String| Verdict::undefined_in(Some(l), direction, reason);
     let Some(h) = flow.parts.first() else {
-        return Verdict::undefined(Some(l), format!("layer {l} has no gradient curve"));
+        return undefined(format!("{who} has no gradient curve"));
     };
     if let Some(why) = &h.undefined {
-        return Verdict::undefined(Some(l), format!("layer {l}: {why}"));
+        return undefined(format!("{who}: {why}"));
     }
     let Some(fit) = &h.fit else {
-        return Verdict::undefined(
-            Some(l),
-            format!(
-                "layer {l}: fewer than two lags above the fit floor (trace of {} lags): no decay factor",
-                h.geo_mean.len()
-            ),
-        );
+        return undefined(format!(
+            "{who}: fewer than two lags above the fit floor (trace of {} lags): no decay factor",
+            h.geo_mean.len()
+        ));
     };
     let max_ratio = h.geo_mean.iter().copied().fold(0.0, f64::max);
     let horizon = h.horizon.as_ref();
@@ -106,7 +125,8 @@ pub fn layer_verdict(flow: &LayerFlow, th: &Thresholds) -> Verdict {
     Verdict {
         kind,
         layer: Some(l),
-        reason: format!("layer {l} {kind}: {why}; {evidence}"),
+        direction,
+        reason: format!("{who} {kind}: {why}; {evidence}"),
         decay_factor: Some(fit.factor),
         r2: Some(fit.r2),
         fit_lags: Some((fit.first_lag, fit.last_lag)),

@@ -6,6 +6,7 @@ mod grid;
 mod merge;
 #[cfg(test)]
 mod ops_tests;
+pub mod plot;
 #[cfg(test)]
 mod quick_tests;
 mod report;

@@ -2,10 +2,12 @@
 //! that step's own forward and backward pass (no second pass), with update-to-weight ratios.
 
 use rnnlab_core::{Cell, Error, Float, Result};
-use rnnlab_diagnostics::{DiagnoseConfig, LossKind as DiagLoss, ParamSnapshot, Report, report_from_pass};
+use rnnlab_diagnostics::{
+    DiagnoseConfig, LossKind as DiagLoss, ParamSnapshot, Report, report_from_bidirectional_pass, report_from_pass,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::{Inspector, SeqModel, StackCache, StepView};
+use crate::{Inspector, SeqModel, Stack, StackCache, StepView};
 
 /// The report of one training step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,6 +27,11 @@ pub struct StepReport {
 /// report's work (without the Jacobian analysis: the norms of the per-step gradients the
 /// backward pass wrote anyway, ~4% of an LSTM H = 128 step, and a copy of the parameters for the
 /// update ratios).
+///
+/// A bidirectional model gets one entry per layer and direction
+/// ([`rnnlab_diagnostics::report_from_bidirectional_pass`], which says what lag means for the
+/// reverse direction); with a last-step loss its reverse directions are reported as undefined,
+/// because the read-out at t = T−1 reaches them only at the first step they process.
 ///
 /// # Examples
 /// ```
@@ -89,13 +96,24 @@ impl<F: Float, C: Cell<F>> Inspector<F, C> for DiagnosticsRecorder<F> {
 
     fn inspect(&mut self, view: StepView<'_, F, C>) -> Result<()> {
         let loss = if view.model.config().loss.every_step() { DiagLoss::Every } else { DiagLoss::Last };
-        let (Some(rnn), StackCache::Unidirectional(cache)) = (view.model.rnn().as_unidirectional(), view.cache) else {
-            return Err(Error::config(
-                "DiagnosticsRecorder",
-                "the diagnostics report of a bidirectional model is not available yet: record a unidirectional one",
-            ));
+        let report = match (view.model.rnn(), view.cache) {
+            (Stack::Unidirectional(rnn), StackCache::Unidirectional(cache)) => {
+                report_from_pass(rnn, cache, view.backward, loss, &self.config)?
+            }
+            (Stack::Bidirectional(rnn), StackCache::Bidirectional(cache)) => {
+                report_from_bidirectional_pass(rnn, cache, &view.backward.step_grads, loss, &self.config)?
+            }
+            (stack, _) => {
+                return Err(Error::shape(
+                    "DiagnosticsRecorder",
+                    format!(
+                        "the cache of this {} stack",
+                        if stack.is_bidirectional() { "bidirectional" } else { "unidirectional" }
+                    ),
+                    "a cache of the other kind",
+                ));
+            }
         };
-        let report = report_from_pass(rnn, cache, view.backward, loss, &self.config)?;
         self.before = Some(ParamSnapshot::take(view.model));
         self.reports.push(StepReport { step: view.step, loss: view.loss, report });
         Ok(())
@@ -170,6 +188,48 @@ mod tests {
         t.run_inspected(&mut Silent, &mut diag).unwrap();
         let first = &diag.reports()[0].report;
         assert_eq!(first.verdict.kind, VerdictKind::Vanishing, "{first}");
+    }
+
+    #[test]
+    fn records_a_bidirectional_model_per_layer_and_direction() {
+        // A loss on every step (copy memory): both directions carry gradient through their
+        // recurrences. A loss on the last step (adding): only the forward ones do.
+        let copy: rnnlab_tasks::TaskConfig = rnnlab_tasks::CopyMemoryConfig::new(10).into();
+        let adding: rnnlab_tasks::TaskConfig = AddingConfig::new(20).into();
+        let model = |task: &rnnlab_tasks::TaskConfig| {
+            ModelConfig::for_task(&task.build().unwrap(), 8, CellConfig::gru())
+                .with_n_layers(2)
+                .with_bidirectional(true)
+                .with_seed(3)
+        };
+        for (task, is_every) in [(copy, true), (adding, false)] {
+            let m = model(&task);
+            assert_eq!(m.loss.every_step(), is_every);
+            let cfg = TrainConfig::new(task, m, SgdConfig::new(1e-2).into()).with_n_steps(4).with_batch_size(4);
+            let mut plain = Trainer::<f64>::new(cfg.clone()).unwrap();
+            plain.run(&mut Silent).unwrap();
+            let mut t = Trainer::<f64>::new(cfg).unwrap();
+            let mut diag = DiagnosticsRecorder::new(3).unwrap();
+            t.run_inspected(&mut Silent, &mut diag).unwrap();
+            assert_eq!(bits(&plain), bits(&t), "recording changed the run");
+            let reports = diag.into_reports();
+            assert_eq!(reports.iter().map(|r| r.step).collect::<Vec<_>>(), [0, 3]);
+            for r in &reports {
+                let rep = &r.report;
+                assert!(rep.bidirectional);
+                let dirs: Vec<_> = rep.layers.iter().map(|l| (l.layer, l.direction)).collect();
+                use rnnlab_cells::Direction::{Forward, Reverse};
+                assert_eq!(dirs, [(0, Some(Forward)), (0, Some(Reverse)), (1, Some(Forward)), (1, Some(Reverse))]);
+                for l in &rep.layers {
+                    let defined = l.verdict.kind != VerdictKind::Undefined;
+                    // The reverse directions are undefined exactly when the loss reads the last step only.
+                    assert_eq!(defined, is_every || l.direction == Some(Forward), "{rep}");
+                }
+                // Both directions' parameters and the head, with the step's update ratios.
+                assert_eq!(rep.params.len(), 2 * 2 * 4 + 2);
+                assert!(rep.params.iter().all(|p| p.update_norm.is_some()), "{rep}");
+            }
+        }
     }
 
     #[test]

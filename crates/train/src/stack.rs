@@ -43,7 +43,7 @@ impl<F: Float, C: Cell<F>> Stack<F, C> {
         matches!(self, Self::Bidirectional(_))
     }
 
-    /// The unidirectional stack, if it is one (what the diagnostics work on).
+    /// The unidirectional stack, if it is one.
     pub fn as_unidirectional(&self) -> Option<&Recurrent<F, C>> {
         match self {
             Self::Unidirectional(r) => Some(r),

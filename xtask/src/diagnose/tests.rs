@@ -404,3 +404,129 @@ fn probe_directions_are_unit_rows_fixed_by_the_seed() {
     let g32 = probe_directions::<f32>(5, 7, 3);
     assert!(g32.iter().zip(&g).all(|(a, b)| (f64::from(*a) - b).abs() < 1e-7));
 }
+
+/// What PyTorch saves for `nn.LSTM(input, hidden, num_layers = layers, bidirectional = True)`:
+/// each layer's tensors, then the same with a `_reverse` suffix; layer l > 0 reads 2H.
+fn torch_bidirectional_file(path: &Path, input: usize, hidden: usize, layers: usize) -> Tensors {
+    let mut tensors = Tensors::new();
+    for l in 0..layers {
+        let i = if l == 0 { input } else { 2 * hidden };
+        for sfx in ["", "_reverse"] {
+            for (name, shape) in [
+                (format!("weight_ih_l{l}{sfx}"), vec![4 * hidden, i]),
+                (format!("weight_hh_l{l}{sfx}"), vec![4 * hidden, hidden]),
+                (format!("bias_ih_l{l}{sfx}"), vec![4 * hidden]),
+                (format!("bias_hh_l{l}{sfx}"), vec![4 * hidden]),
+            ] {
+                let n = shape.iter().product();
+                tensors.insert(name, (shape, values(tensors.len(), n)));
+            }
+        }
+    }
+    let bytes: BTreeMap<&String, Vec<u8>> =
+        tensors.iter().map(|(n, (_, v))| (n, v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect())).collect();
+    let views: Vec<(&String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, (shape, _))| (n, TensorView::new(Dtype::F32, shape.clone(), &bytes[n]).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+    tensors
+}
+
+#[test]
+fn a_bidirectional_config_with_torch_reverse_weights_reports_both_directions() -> Result<()> {
+    let d = dir("bidirectional");
+    let (cfg, w) = (d.join("bi.json"), d.join("bi.safetensors"));
+    std::fs::write(
+        &cfg,
+        r#"{"input_dim": 2, "output_dim": 1, "hidden_dim": 4, "n_layers": 2, "bidirectional": true,
+            "cell": {"kind": "lstm"}, "loss": "mse_last"}"#,
+    )?;
+    let tensors = torch_bidirectional_file(&w, 2, 4, 2);
+    let a = adding(DiagnoseArgs { weights: Some(w.clone()), ..args(&cfg) }, 10, 3);
+    let (model, dg) = run::<f32>(&a)?;
+    let r = &dg.report;
+    assert!(r.bidirectional);
+    let order: Vec<_> = r.layers.iter().map(|l| (l.layer, l.direction)).collect();
+    use rnnlab_cells::Direction::{Forward, Reverse};
+    assert_eq!(order, [(0, Some(Forward)), (0, Some(Reverse)), (1, Some(Forward)), (1, Some(Reverse))]);
+    // Every tensor of the file went to the parameter of its name, `_reverse` to the reverse cell.
+    let mut seen = 0;
+    model.rnn().visit_params(&mut |name, p| {
+        let (shape, v) = &tensors[&to_torch(name)];
+        assert_eq!(p.value.shape(), shape.as_slice(), "{name}");
+        assert!(p.value.iter().zip(v).all(|(a, b)| *a == *b as f32), "{name}");
+        seen += 1;
+    });
+    assert_eq!(seen, 16);
+    assert!(r.params.iter().any(|p| p.name == "layers.1.reverse.w_hh"));
+    // The probe on h_n: each direction's curve starts at its last step (reverse: t = 0) and
+    // every direction has a verdict.
+    assert_eq!(dg.source.loss, LossSource::ProbeFinalStates { seed: 0 });
+    assert_eq!(r.loss, ReportLoss::FinalState);
+    for l in &r.layers {
+        assert_eq!(l.flow.parts[0].geo_mean.len(), 10);
+        assert_ne!(l.verdict.kind, rnnlab_diagnostics::VerdictKind::Undefined, "{r}");
+        let t0 = if l.direction == Some(Reverse) { 0 } else { 9 };
+        assert_eq!(l.time_of_lag(0, 10), Some(t0));
+    }
+    assert!(dg.header().contains("h_n[-2:]"), "{}", dg.header());
+
+    // The model's own head and loss (no weights file): the read-out at t = T−1 reaches the
+    // reverse directions only there, and their verdicts say so.
+    let (_, own) = run::<f32>(&adding(args(&cfg), 10, 3))?;
+    assert!(matches!(own.source.loss, LossSource::Model { .. }));
+    for l in &own.report.layers {
+        let undefined = l.verdict.kind == rnnlab_diagnostics::VerdictKind::Undefined;
+        assert_eq!(undefined, l.direction == Some(Reverse), "{}", own.report);
+    }
+
+    // A unidirectional file for the bidirectional config names the missing reverse tensors.
+    let uni = d.join("uni.safetensors");
+    torch_file(&uni, 4, 2, 4, 2, Dtype::F32);
+    let e = err_text(run::<f32>(&adding(DiagnoseArgs { weights: Some(uni), ..args(&cfg) }, 5, 2)));
+    assert!(e.contains("weight_ih_l0_reverse"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn the_svg_beside_the_json_has_its_axes_legend_and_one_curve_per_direction() -> Result<()> {
+    let d = dir("svg");
+    let cfg = d.join("bi.json");
+    std::fs::write(
+        &cfg,
+        r#"{"input_dim": 2, "output_dim": 1, "hidden_dim": 4, "bidirectional": true,
+            "cell": {"kind": "gru"}, "loss": "mse_last"}"#,
+    )?;
+    let out = d.join("report.json");
+    diagnose(&adding(DiagnoseArgs { out: Some(out.clone()), ..args(&cfg) }, 12, 2), &d)?;
+    let svg = std::fs::read_to_string(d.join("report.svg"))?;
+    let doc = roxmltree::Document::parse(&svg).map_err(|e| anyhow!("not XML: {e}"))?;
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let texts: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "text")
+        .map(|n| n.text().unwrap_or("").trim().to_string())
+        .collect();
+    for want in [
+        "lag k (forward: t = t_r − k; reverse: t = t_r + k)",
+        "geo. mean of ‖∂L/∂h_t‖ / ‖∂L/∂h_(t_r)‖",
+        "layer 0 fwd h (band 10–90 %)",
+        // The reverse direction's curve under a last-step loss is lag 0 alone.
+        "layer 0 rev h (band 10–90 %)",
+        "horizon threshold 1e-3",
+    ] {
+        assert!(texts.iter().any(|t| t == want), "{want:?} not in {texts:?}");
+    }
+    assert!(texts.iter().any(|t| t.starts_with("gradient flow: gru f32, T = 12, B = 2")), "{texts:?}");
+    // A log axis: decade ticks.
+    assert!(texts.iter().any(|t| t == "1e-1" || t == "1e0" || t == "1"), "{texts:?}");
+    assert!(!svg.replace("http://www.w3.org/2000/svg", "").contains("http"), "no external URL");
+    // A unidirectional report gets the plain lag axis.
+    let uni = d.join("uni.json");
+    config_file(&uni, "lstm", 4, 2);
+    let (_, dg) = run::<f32>(&adding(args(&uni), 12, 2))?;
+    let svg = plot::gradient_svg(&dg.report)?;
+    assert!(svg.contains("lag k = t_r − t") && svg.contains("layer 1 h (band 10–90 %)"), "{svg}");
+    Ok(())
+}

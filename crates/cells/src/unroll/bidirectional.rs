@@ -302,6 +302,14 @@ impl<F: Float, C: Cell<F>> Bidirectional<F, C> {
         self.layers.get(l).map(|layer| layer.cell(dir))
     }
 
+    /// Layer `l`'s direction `dir` as the one-layer [`Recurrent`] that runs it (the reverse
+    /// one over the time-reversed input): with [`BiCache::direction`] and that direction's
+    /// step gradients in its processing order, it is what a unidirectional tool (the
+    /// diagnostics) reads. `None` if there is no such layer.
+    pub fn direction(&self, l: usize, dir: Direction) -> Option<&Recurrent<F, C>> {
+        self.layers.get(l).map(|layer| layer.rec(dir))
+    }
+
     /// The number of layers (each with two directions).
     pub fn n_layers(&self) -> usize {
         self.layers.len()

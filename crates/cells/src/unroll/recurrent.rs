@@ -157,8 +157,9 @@ impl<F: Float> StepGrads<F> {
     }
 
     /// Reverses the time axis in place (step t becomes step T − 1 − t): a bidirectional
-    /// stack's reverse direction reports its steps in the original time order.
-    pub(crate) fn reverse_time(&mut self) {
+    /// stack's reverse direction reports its steps in the original time order, and this turns
+    /// them back into its processing order (or the other way round).
+    pub fn reverse_time(&mut self) {
         let step = self.data.shape()[1] * self.data.shape()[2];
         match self.data.as_slice_mut() {
             // Reversing everything reverses the order of the steps and each step's values;

@@ -17,6 +17,9 @@ use rnnlab_core::{Error, Result};
 
 use crate::{ExperimentResult, Results, RunResult, Status};
 
+/// The chart types behind [`crate::plot`].
+pub(crate) use svg::{Chart, LineChart, Rule, Series};
+
 /// The folder of plot files below the report's directory.
 pub const PLOTS_DIR: &str = "plots";
 
