@@ -18,10 +18,15 @@
 //!   rnnlab's or PyTorch's (`nn.RNN/LSTM/GRU` `state_dict`) weights, runs
 //!   `rnnlab_diagnostics::diagnose` on a task's batch or an `.npy` input, prints the report
 //!   and writes it as JSON (see `diagnose.rs`).
+//! - `cargo xtask docs [--check] [--import DIR]`: regenerates the evidence sections of
+//!   `docs/guide.md` / `docs/guide.zh.md` and their plots from `docs/evidence/results.json`
+//!   (see `docs.rs`); `--check` fails when they are stale, `--import DIR` first takes a new
+//!   `cargo xtask compare --out DIR` run as the evidence.
 
 mod bench;
 mod compare;
 mod diagnose;
+mod docs;
 mod peers;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +60,9 @@ enum Cmd {
     /// input) the probe L = Σ_b ⟨g_b, h_(T−1),b⟩ with a fixed random unit vector g_b per
     /// example. The report says which.
     Diagnose(diagnose::DiagnoseArgs),
+    /// Regenerate the evidence sections of the guide (docs/guide.md, docs/guide.zh.md) and its
+    /// plots (docs/img/) from the committed suite results (docs/evidence/results.json).
+    Docs(docs::DocsArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +70,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench::bench(&args, &root()),
         Cmd::Compare(args) => compare::compare(&args, &root()),
         Cmd::Diagnose(args) => diagnose::diagnose(&args, &root()),
+        Cmd::Docs(args) => docs::docs(&args, &root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
