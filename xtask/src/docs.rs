@@ -542,11 +542,11 @@ fn e1(e: &ExperimentResult, lang: Lang) -> Result<String> {
     Ok(s)
 }
 
+/// Runs laid out as a table: row names, column names, and the run at (row, column).
+type Matrix<'a> = (Vec<&'a str>, Vec<&'a str>, BTreeMap<(&'a str, &'a str), &'a RunResult>);
+
 /// Labels `a/b` as a matrix: rows `a`, columns `b`, in order of appearance.
-fn matrix<'a>(
-    runs: &'a [RunResult],
-    split: &str,
-) -> (Vec<&'a str>, Vec<&'a str>, BTreeMap<(&'a str, &'a str), &'a RunResult>) {
+fn matrix<'a>(runs: &'a [RunResult], split: &str) -> Matrix<'a> {
     let (mut rows, mut cols, mut at) = (Vec::new(), Vec::new(), BTreeMap::new());
     for r in runs {
         if let Some((a, b)) = r.label.split_once(split) {
