@@ -24,10 +24,15 @@
 //!   bidirectional) weights, runs `rnnlab_diagnostics::diagnose` (or `diagnose_bidirectional`)
 //!   on a task's batch or an `.npy` input, prints the report and writes it as JSON and the
 //!   gradient curves as an SVG beside it (see `diagnose.rs`).
+//! - `cargo xtask docs [--check] [--import DIR]`: regenerates the evidence sections of
+//!   `docs/guide.md` / `docs/guide.zh.md` and their plots from `docs/evidence/results.json`
+//!   (see `docs.rs`); `--check` fails when they are stale, `--import DIR` first takes a new
+//!   `cargo xtask compare --out DIR` run as the evidence.
 
 mod bench;
 mod compare;
 mod diagnose;
+mod docs;
 mod peers;
 mod progress;
 
@@ -76,6 +81,9 @@ enum Cmd {
     /// The report says which. A bidirectional model's lag k is t = t_r − k in the forward
     /// direction and t = t_r + k in the reverse one (it reads the sequence backwards).
     Diagnose(diagnose::DiagnoseArgs),
+    /// Regenerate the evidence sections of the guide (docs/guide.md, docs/guide.zh.md) and its
+    /// plots (docs/img/) from the committed suite results (docs/evidence/results.json).
+    Docs(docs::DocsArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +92,7 @@ fn main() -> ExitCode {
         Cmd::Compare(args) => compare::compare(&args, &root()),
         Cmd::Merge(args) => compare::merge(&args, &root()),
         Cmd::Diagnose(args) => diagnose::diagnose(&args, &root()),
+        Cmd::Docs(args) => docs::docs(&args, &root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
