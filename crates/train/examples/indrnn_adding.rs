@@ -4,7 +4,7 @@
 //! norms from the same backward pass.
 //!
 //! ```text
-//! cargo run --release -p rnnlab-train --example custom_cell
+//! cargo run --release -p rnnlab-train --example indrnn_adding
 //! ```
 //!
 //! Environment overrides: `STEPS` (default 1500), `SEED` (default 0), `LR` (default 0.002), `LAYERS` (default 2, as the paper).
