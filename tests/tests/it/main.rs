@@ -4,6 +4,7 @@ mod alloc_counter;
 mod bidirectional_weights;
 mod custom_cells;
 mod determinism;
+mod limits;
 mod memory;
 mod model_gradients;
 mod training_step;
