@@ -63,9 +63,8 @@ pub fn size(op: &str, field: &str, value: usize, max: usize) -> Result<usize> {
 /// [`Error::Config`] naming `op` and `field` if the product overflows `usize` or exceeds
 /// [`MAX_ELEMENTS`].
 pub fn checked_elements(op: &str, field: &str, dims: &[usize]) -> Result<usize> {
-    let n = checked_product(dims).ok_or_else(|| {
-        Error::config(op, format!("{field}: an array of shape {dims:?} overflows the address space"))
-    })?;
+    let n = checked_product(dims)
+        .ok_or_else(|| Error::config(op, format!("{field}: an array of shape {dims:?} overflows the address space")))?;
     if n > MAX_ELEMENTS {
         return Err(Error::config(
             op,

@@ -47,10 +47,7 @@ macro_rules! serde_map_only {
                     fn expecting(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                         f.write_str(concat!("a map (JSON object) for ", stringify!($t)))
                     }
-                    fn visit_map<A: ::serde::de::MapAccess<'de>>(
-                        self,
-                        map: A,
-                    ) -> ::core::result::Result<$t, A::Error> {
+                    fn visit_map<A: ::serde::de::MapAccess<'de>>(self, map: A) -> ::core::result::Result<$t, A::Error> {
                         // the inherent function `#[serde(remote = "Self")]` derived
                         <$t>::deserialize(::serde::de::value::MapAccessDeserializer::new(map))
                     }
@@ -134,11 +131,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for StructVariantsAsMaps<D> {
         self.0.deserialize_unit_struct(name, visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, D::Error> {
         self.0.deserialize_newtype_struct(name, visitor)
     }
 
@@ -273,7 +266,8 @@ mod tests {
     crate::serde_map_only!(Tagged);
 
     fn parses<T: for<'de> Deserialize<'de>>(json: &str) -> bool {
-        serde_json::from_str::<T>(json).is_ok() && serde_json::from_value::<T>(serde_json::from_str(json).unwrap()).is_ok()
+        serde_json::from_str::<T>(json).is_ok()
+            && serde_json::from_value::<T>(serde_json::from_str(json).unwrap()).is_ok()
     }
 
     #[test]
@@ -298,7 +292,8 @@ mod tests {
         // nested inside the buffered content of a tagged enum
         assert!(parses::<Tagged>(r#"{"kind": "one", "a": 1, "init": {"constant": {"value": 1.0}}}"#));
         assert!(!parses::<Tagged>(r#"{"kind": "one", "a": 1, "init": {"constant": [1.0]}}"#));
-        let json = serde_json::to_string(&Tagged::One(Inner { a: 3, init: Some(Ext::Constant { value: 0.5 }) })).unwrap();
+        let json =
+            serde_json::to_string(&Tagged::One(Inner { a: 3, init: Some(Ext::Constant { value: 0.5 }) })).unwrap();
         assert_eq!(json, r#"{"kind":"one","a":3,"init":{"constant":{"value":0.5}}}"#);
         assert!(parses::<Tagged>(&json));
     }

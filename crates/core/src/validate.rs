@@ -59,10 +59,7 @@ pub fn positive_in<F: Float>(op: &str, name: &str, value: f64) -> Result<F> {
     positive_param(op, name, value)?;
     let v = finite_in::<F>(op, name, value)?;
     if v <= F::zero() {
-        return Err(Error::config(
-            op,
-            format!("{name} must be > 0, got {value:e}, which is 0 in {}", F::NAME),
-        ));
+        return Err(Error::config(op, format!("{name} must be > 0, got {value:e}, which is 0 in {}", F::NAME)));
     }
     Ok(v)
 }

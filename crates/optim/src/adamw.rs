@@ -1,6 +1,6 @@
 //! AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019).
 
-use rnnlab_core::{validate, Float, Parameterized, Result};
+use rnnlab_core::{Float, Parameterized, Result, validate};
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{AdamStep, adam_buffer_names, adam_update, default_betas, default_eps, validate_adam};

@@ -404,6 +404,59 @@ mod tests {
     }
 
     #[test]
+    fn values_are_checked_in_the_model_float_under_the_users_field() {
+        use rnnlab_cells::{NormConfig, NormPlacement};
+        use rnnlab_init::{Init, Rescale};
+        let in_f32 = |cfg: TrainConfig, field: &str| {
+            assert!(cfg.validate_in::<f64>().is_ok(), "{field}: fine in f64");
+            let e = cfg.validate_in::<f32>().unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains("f32"), "{field}: {e}");
+            let e = crate::Trainer::<f32>::new(cfg).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(field), "{field}: {e}");
+        };
+        let with_cell = |cell: CellConfig| {
+            let mut c = ok();
+            c.model.cell = cell;
+            c
+        };
+        in_f32(with_cell(crate::LstmSpec::new().with_forget_bias(1e39).into()), "model.cell.forget_bias");
+        let ln = NormConfig::layer(NormPlacement::Full);
+        in_f32(with_cell(crate::LstmSpec::new().with_norm(ln.clone().with_eps(1e-50)).into()), "model.cell.norm.eps");
+        in_f32(
+            with_cell(crate::GruSpec::new().with_norm(ln.with_gamma_init(1e39)).into()),
+            "model.cell.norm.gamma_init",
+        );
+        let rescaled = Init::rescaled(Init::Orthogonal { gain: 1.0 }, Rescale::SpectralRadius(1e39));
+        in_f32(with_cell(crate::RnnSpec::new().with_w_hh_init(rescaled).into()), "model.cell.w_hh_init.target");
+        let mut c = ok();
+        c.model.readout.weight_init = Init::Constant { value: -1e300 };
+        in_f32(c, "model.readout.weight_init.value");
+        let mut c = ok();
+        c.optimizer = AdamConfig::new(1e-3).with_eps(1e-50).into();
+        in_f32(c, "optimizer.eps");
+        let mut c = ok();
+        c.optimizer = SgdConfig::new(1e39).into();
+        in_f32(c, "optimizer.lr");
+    }
+
+    #[test]
+    fn sizes_are_named_by_the_field_the_user_wrote() {
+        let mut c = ok();
+        c.model.hidden_dim = 1 << 21;
+        rejected(c, "model.hidden_dim = 2097152 is over the limit of 1048576");
+        let mut c = ok();
+        c.task = AddingConfig::new(usize::MAX).into();
+        rejected(c, "task.seq_len");
+        let mut c = ok();
+        c.task = rnnlab_tasks::CopyMemoryConfig::new(usize::MAX).into();
+        rejected(c, "delay + 2·n_copy");
+        rejected(ok().with_batch_size(usize::MAX), "batch_size");
+        rejected(ok().with_eval_batch(usize::MAX), "eval_batch");
+        let e = serde_json::from_str::<TrainConfig>("[]").unwrap_err().to_string();
+        assert!(e.contains("expected a map (JSON object) for TrainConfig"), "{e}");
+    }
+
+    #[test]
     fn rejects_a_bad_schedule() {
         rejected(ok().with_schedule(LrSchedule::Step { step_size: 0, gamma: 0.5 }), "step_size");
     }

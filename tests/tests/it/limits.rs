@@ -194,7 +194,8 @@ fn every_config() -> Vec<TrainConfig> {
             weight_init: Init::Normal { mean: 0.0, std: 0.1 },
             bias_init: Init::Constant { value: 0.0 },
         });
-        let optimizer: [rnnlab_optim::OptimizerConfig; 3] = [AdamConfig::new(0.01).into(), SgdConfig::new(0.1).into(), RmsPropConfig::new(0.01).into()];
+        let optimizer: [rnnlab_optim::OptimizerConfig; 3] =
+            [AdamConfig::new(0.01).into(), SgdConfig::new(0.1).into(), RmsPropConfig::new(0.01).into()];
         out.push(
             TrainConfig::new(tasks[k].clone(), model, optimizer[k].clone())
                 .with_clip(ClipConfig::global_norm(1.0))

@@ -465,9 +465,17 @@ fn values_not_finite_in_f32_are_rejected() {
     let init = Init::Constant { value: 1e300 };
     let mut rng = seeded_rng(0);
     assert!(init.array2::<f64>(2, 2, &mut rng).is_ok());
-    for r in [init.array2::<f32>(2, 2, &mut rng), init.array1::<f32>(2, &mut rng).map(|a| a.insert_axis(Axis(0))), init.packed::<f32>(2, 2, 2, &mut rng)] {
+    for r in [
+        init.array2::<f32>(2, 2, &mut rng),
+        init.array1::<f32>(2, &mut rng).map(|a| a.insert_axis(Axis(0))),
+        init.packed::<f32>(2, 2, 2, &mut rng),
+    ] {
         let e = r.unwrap_err();
-        assert!(matches!(e, Error::Config { .. }) && e.to_string().contains("value must be finite, got 1e300 (it overflows f32)"), "{e}");
+        assert!(
+            matches!(e, Error::Config { .. })
+                && e.to_string().contains("value must be finite, got 1e300 (it overflows f32)"),
+            "{e}"
+        );
     }
     let target = Init::rescaled(Init::Orthogonal { gain: 1.0 }, Rescale::MaxSingularValue(1e39));
     assert!(target.array2::<f64>(3, 3, &mut rng).is_ok());
@@ -491,7 +499,11 @@ fn sizes_over_the_limit_are_refused_before_the_draw() {
 
 #[test]
 fn serde_refuses_unknown_fields_and_array_forms() {
-    let ok = [r#""zeros""#, r#"{"orthogonal": {"gain": 1.0}}"#, r#"{"rescaled": {"base": {"orthogonal": {"gain": 1.0}}, "target": {"spectral_radius": 0.9}}}"#];
+    let ok = [
+        r#""zeros""#,
+        r#"{"orthogonal": {"gain": 1.0}}"#,
+        r#"{"rescaled": {"base": {"orthogonal": {"gain": 1.0}}, "target": {"spectral_radius": 0.9}}}"#,
+    ];
     for json in ok {
         assert!(serde_json::from_str::<Init>(json).is_ok(), "{json}");
     }
