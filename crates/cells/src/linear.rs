@@ -9,6 +9,7 @@ use crate::views::gemm;
 
 /// Configuration of a [`Linear`] layer. Defaults: Xavier-uniform weight, zero bias.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LinearConfig {
     /// Input width.
     pub input_dim: usize,
@@ -19,6 +20,7 @@ pub struct LinearConfig {
     /// Initialiser of `bias`.
     pub bias_init: Init,
 }
+rnnlab_core::serde_map_only!(LinearConfig);
 
 impl LinearConfig {
     /// The default configuration for the given sizes.
@@ -44,10 +46,11 @@ impl LinearConfig {
     /// [`Error::Config`] for a zero size or an invalid initialiser.
     pub fn init<F: Float>(&self, rng: &mut Rng) -> Result<Linear<F>> {
         let op = "LinearConfig::init";
-        rnnlab_core::validate::positive_size(op, "input_dim", self.input_dim)?;
-        rnnlab_core::validate::positive_size(op, "output_dim", self.output_dim)?;
-        let w = self.weight_init.array2::<F>(self.output_dim, self.input_dim, rng)?;
-        let b = self.bias_init.array1::<F>(self.output_dim, rng)?;
+        rnnlab_core::limits::size(op, "input_dim", self.input_dim, rnnlab_core::limits::MAX_DIM)?;
+        rnnlab_core::limits::size(op, "output_dim", self.output_dim, rnnlab_core::limits::MAX_DIM)?;
+        let w = (self.weight_init.array2::<F>(self.output_dim, self.input_dim, rng))
+            .map_err(|e| e.within(op, "weight_init"))?;
+        let b = self.bias_init.array1::<F>(self.output_dim, rng).map_err(|e| e.within(op, "bias_init"))?;
         Linear::from_params(w, b)
     }
 }

@@ -34,6 +34,45 @@ pub fn non_negative_param(op: &str, name: &str, value: f64) -> Result<()> {
     Ok(())
 }
 
+/// `value` converted to the model's float `F`, if it is finite there.
+///
+/// Configs hold `f64`; a model runs in `F`. A value finite in `f64` can overflow to ±∞ in
+/// `f32` (a learning rate or γ of 1e39), so the check is made after the conversion.
+///
+/// # Errors
+/// [`Error::Config`] naming `op` and `name` if the value is not finite in `F`.
+pub fn finite_in<F: Float>(op: &str, name: &str, value: f64) -> Result<F> {
+    let v = F::of(value);
+    if !v.is_finite() {
+        let why = if value.is_finite() { format!(" (it overflows {})", F::NAME) } else { String::new() };
+        return Err(Error::config(op, format!("{name} must be finite, got {value:e}{why}")));
+    }
+    Ok(v)
+}
+
+/// `value` converted to `F`, if it is finite and `> 0` there: an ε of 1e-50 passes in `f64`
+/// but is 0 in `f32`, where it would divide 0 by 0.
+///
+/// # Errors
+/// [`Error::Config`] naming `op` and `name` if the value is not finite and `> 0` in `F`.
+pub fn positive_in<F: Float>(op: &str, name: &str, value: f64) -> Result<F> {
+    positive_param(op, name, value)?;
+    let v = finite_in::<F>(op, name, value)?;
+    if v <= F::zero() {
+        return Err(Error::config(op, format!("{name} must be > 0, got {value:e}, which is 0 in {}", F::NAME)));
+    }
+    Ok(v)
+}
+
+/// `value` converted to `F`, if it is finite and `>= 0` there.
+///
+/// # Errors
+/// [`Error::Config`] naming `op` and `name` if the value is negative or not finite in `F`.
+pub fn non_negative_in<F: Float>(op: &str, name: &str, value: f64) -> Result<F> {
+    non_negative_param(op, name, value)?;
+    finite_in::<F>(op, name, value)
+}
+
 /// `Err(Shape)` unless `got == expected`.
 pub fn shape(op: &str, what: &str, expected: &[usize], got: &[usize]) -> Result<()> {
     if expected != got {
@@ -106,5 +145,18 @@ mod tests {
         assert_eq!(e.to_string(), "linear: shape mismatch: expected input [2, 3], got [2, 4]");
         let e = finite_values("op", "x", [1.0f32, f32::NAN]).unwrap_err();
         assert!(e.to_string().contains("flat index 1"), "{e}");
+    }
+
+    #[test]
+    fn float_checks_are_made_in_the_model_type() {
+        assert_eq!(positive_in::<f64>("op", "eps", 1e-50).unwrap(), 1e-50);
+        let e = positive_in::<f32>("Adam", "eps", 1e-50).unwrap_err().to_string();
+        assert!(e.contains("eps must be > 0, got 1e-50, which is 0 in f32"), "{e}");
+        let e = finite_in::<f32>("Sgd", "lr", 1e39).unwrap_err().to_string();
+        assert!(e.contains("lr must be finite, got 1e39 (it overflows f32)"), "{e}");
+        assert_eq!(finite_in::<f64>("Sgd", "lr", 1e39).unwrap(), 1e39);
+        assert!(non_negative_in::<f32>("op", "wd", -1.0).is_err());
+        assert!(non_negative_in::<f32>("op", "wd", 1e300).is_err());
+        assert_eq!(non_negative_in::<f32>("op", "wd", 0.0).unwrap(), 0.0);
     }
 }

@@ -20,7 +20,7 @@ pub enum LossKind {
 
 /// Settings of the gradient-flow curves ([`crate::gradient_flow`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct FlowConfig {
     /// The step the curves are relative to (lag 0); `None` = the last step T−1.
     pub reference_step: Option<usize>,
@@ -36,6 +36,7 @@ pub struct FlowConfig {
     /// Keep every example's relative curve in the report (default false: `[batch, lags]`).
     pub per_example: bool,
 }
+rnnlab_core::serde_map_only!(FlowConfig);
 
 impl Default for FlowConfig {
     fn default() -> Self {
@@ -52,7 +53,7 @@ impl Default for FlowConfig {
 
 /// Settings of the Jacobian analysis ([`crate::jacobian_analysis`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct JacobianConfig {
     /// The lags k (number of step Jacobians in the product), each in 1..=reference_step + 1;
     /// `None` = 1, 2, 4, … and reference_step + 1.
@@ -72,6 +73,7 @@ pub struct JacobianConfig {
     /// Seed of the power iteration's start vectors (default 0).
     pub seed: u64,
 }
+rnnlab_core::serde_map_only!(JacobianConfig);
 
 impl Default for JacobianConfig {
     fn default() -> Self {
@@ -86,7 +88,7 @@ impl Default for JacobianConfig {
 /// `vanishing_decay`; else *healthy*. The model's verdict is the worst layer's
 /// (exploding > vanishing > healthy).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct Thresholds {
     /// Decay factor per step below which the gradient vanishes, in (0, 1) (default 0.9:
     /// 0.9¹⁰⁰ ≈ 3e-5).
@@ -96,6 +98,7 @@ pub struct Thresholds {
     /// Relative norm above which it explodes, finite and > 1 (default 1e3).
     pub exploding_ratio: f64,
 }
+rnnlab_core::serde_map_only!(Thresholds);
 
 impl Default for Thresholds {
     fn default() -> Self {
@@ -105,7 +108,7 @@ impl Default for Thresholds {
 
 /// Everything [`crate::diagnose`] computes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct DiagnoseConfig {
     /// The gradient-flow curves.
     pub flow: FlowConfig,
@@ -117,6 +120,7 @@ pub struct DiagnoseConfig {
     /// The verdict's thresholds.
     pub thresholds: Thresholds,
 }
+rnnlab_core::serde_map_only!(DiagnoseConfig);
 
 impl DiagnoseConfig {
     /// Every part with its defaults: flow, Jacobian analysis, saturation at ε = 0.01.

@@ -4,7 +4,7 @@ use ndarray::{Array1, Array2, s};
 use rand::Rng as _;
 use rand::distr::Uniform;
 use rand_distr::StandardNormal;
-use rnnlab_core::{Error, Float, Result, Rng, validate};
+use rnnlab_core::{Error, Float, Result, Rng, limits, validate};
 use serde::{Deserialize, Serialize};
 
 use crate::orthogonal::orthogonal;
@@ -45,7 +45,7 @@ use crate::{FanMode, Nonlinearity, Rescale, gain};
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Init {
     /// All zeros.
     Zeros,
@@ -135,6 +135,7 @@ pub enum Init {
         target: Rescale,
     },
 }
+rnnlab_core::serde_struct_variants_as_maps!(Init);
 
 impl Init {
     /// [`Init::Rescaled`] of `base` to `target`.
@@ -227,6 +228,50 @@ impl Init {
         }
     }
 
+    /// [`Init::validate`], then the same values converted to `F`: a value finite in `f64` may
+    /// be ∞ in `f32` (a gain, a constant or a rescale target of 1e39).
+    ///
+    /// # Errors
+    /// As [`Init::validate`], and [`Error::Config`] naming the value that is not finite (or,
+    /// for a rescale target, not `> 0`) in `F`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rnnlab_init::{Init, Rescale};
+    /// let init = Init::rescaled(Init::Orthogonal { gain: 1.0 }, Rescale::SpectralRadius(1e39));
+    /// assert!(init.validate_in::<f64>().is_ok());
+    /// assert!(init.validate_in::<f32>().is_err());
+    /// ```
+    pub fn validate_in<F: Float>(&self) -> Result<()> {
+        self.validate()?;
+        let finite = |op: &str, name: &str, v: f64| validate::finite_in::<F>(op, name, v).map(drop);
+        match self {
+            Init::Constant { value } => finite("Init::Constant", "value", *value),
+            Init::Uniform { low, high } => {
+                finite("Init::Uniform", "low", *low)?;
+                finite("Init::Uniform", "high", *high)
+            }
+            Init::Normal { mean, std } => {
+                finite("Init::Normal", "mean", *mean)?;
+                finite("Init::Normal", "std", *std)
+            }
+            Init::XavierUniform { gain } | Init::XavierNormal { gain } | Init::Orthogonal { gain } => {
+                finite(&format!("Init::{}", self.name()), "gain", *gain)
+            }
+            Init::Identity { scale } => finite("Init::Identity", "scale", *scale),
+            Init::Sparse { std, .. } => finite("Init::Sparse", "std", *std),
+            Init::Rescaled { base, target } => {
+                base.validate_in::<F>()?;
+                validate::positive_in::<F>("Init::Rescaled", "target", target.target()).map(drop)
+            }
+            Init::Zeros
+            | Init::LeCunUniform
+            | Init::LeCunNormal
+            | Init::KaimingUniform { .. }
+            | Init::KaimingNormal { .. } => Ok(()),
+        }
+    }
+
     /// A `[rows, cols]` weight matrix (`[out, in]`, so `fan_in = cols`, `fan_out = rows`).
     ///
     /// # Shapes
@@ -252,7 +297,7 @@ impl Init {
     /// ```
     pub fn array2<F: Float>(&self, rows: usize, cols: usize, rng: &mut Rng) -> Result<Array2<F>> {
         const OP: &str = "Init::array2";
-        self.validate()?;
+        self.validate_in::<F>()?;
         check_shape(OP, self.name(), &[rows, cols])?;
         let a = self.draw(rows, cols, rng)?;
         convert(OP, &a)
@@ -284,7 +329,7 @@ impl Init {
     /// ```
     pub fn array1<F: Float>(&self, n: usize, rng: &mut Rng) -> Result<Array1<F>> {
         const OP: &str = "Init::array1";
-        self.validate()?;
+        self.validate_in::<F>()?;
         check_shape(OP, self.name(), &[n])?;
         match self {
             Init::Zeros | Init::Constant { .. } | Init::Uniform { .. } | Init::Normal { .. } => {}
@@ -341,8 +386,9 @@ impl Init {
         rng: &mut Rng,
     ) -> Result<Array2<F>> {
         const OP: &str = "Init::packed";
-        self.validate()?;
+        self.validate_in::<F>()?;
         check_shape(OP, self.name(), &[n_blocks, block_rows, cols])?;
+        // Cannot overflow: check_shape bounded n_blocks·block_rows·cols.
         let mut out = Array2::<f64>::zeros((n_blocks * block_rows, cols));
         for k in 0..n_blocks {
             let block = self.draw(block_rows, cols, rng)?;
@@ -403,7 +449,8 @@ impl Init {
     }
 }
 
-/// `Err(Config)` if a dimension is 0 or the element count overflows.
+/// `Err(Config)` if a dimension is 0, or the element count overflows or is over
+/// [`limits::MAX_ELEMENTS`] (checked before the draw allocates).
 fn check_shape(op: &str, name: &str, dims: &[usize]) -> Result<()> {
     if dims.contains(&0) {
         return Err(Error::config(
@@ -411,12 +458,7 @@ fn check_shape(op: &str, name: &str, dims: &[usize]) -> Result<()> {
             format!("cannot initialise a {dims:?} array with {name}: every dimension must be >= 1"),
         ));
     }
-    let limit = isize::MAX as usize / std::mem::size_of::<f64>();
-    let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&c| c <= limit);
-    if count.is_none() {
-        return Err(Error::config(op, format!("cannot initialise a {dims:?} array with {name}: too many elements")));
-    }
-    Ok(())
+    limits::checked_elements(op, &format!("the shape initialised with {name}"), dims).map(drop)
 }
 
 /// U(low, high) of shape `[rows, cols]`, row-major.

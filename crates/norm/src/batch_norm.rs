@@ -3,7 +3,7 @@
 //! building block of batch-normalised recurrent cells.
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Ix1};
-use rnnlab_core::{Error, Float, Layer, Param, ParamView, ParamViewMut, Parameterized, Result, validate};
+use rnnlab_core::{Error, Float, Layer, Param, ParamView, ParamViewMut, Parameterized, Result, limits, validate};
 use serde::{Deserialize, Serialize};
 
 use crate::batch_norm_kernels::{
@@ -27,6 +27,7 @@ use crate::checks::{param_slice, param_slice_mut, param_slice2, slice_of_mut, sl
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct BatchNormConfig {
     /// The normalised feature width n.
     pub n_features: usize,
@@ -41,6 +42,7 @@ pub struct BatchNormConfig {
     /// T_max: separate running statistics for steps `0..T_max` (default 1, i.e. shared).
     pub time_steps: usize,
 }
+rnnlab_core::serde_map_only!(BatchNormConfig);
 
 impl BatchNormConfig {
     /// The default configuration for `n_features` features.
@@ -82,16 +84,19 @@ impl BatchNormConfig {
     /// Builds the layer in training mode, with running means 0 and running variances 1.
     ///
     /// # Errors
-    /// [`Error::Config`] for `n_features = 0`, `time_steps = 0`, `eps` not finite and > 0,
-    /// `momentum` outside `[0, 1]`, or a non-finite `gamma_init`/`beta_init`.
+    /// [`Error::Config`] for `n_features` 0 or over [`limits::MAX_DIM`], `time_steps` 0 or
+    /// over [`limits::MAX_SEQ_LEN`] (or running statistics `[time_steps, n_features]` over
+    /// [`limits::MAX_ELEMENTS`]), `eps` not finite and > 0 in `F`, `momentum` outside `[0, 1]`,
+    /// or a `gamma_init`/`beta_init` not finite in `F`.
     pub fn init<F: Float>(&self) -> Result<BatchNorm<F>> {
         let op = "BatchNormConfig::init";
-        validate::positive_size(op, "n_features", self.n_features)?;
-        validate::positive_size(op, "time_steps", self.time_steps)?;
-        validate::positive_param(op, "eps", self.eps)?;
+        limits::size(op, "n_features", self.n_features, limits::MAX_DIM)?;
+        limits::size(op, "time_steps", self.time_steps, limits::MAX_SEQ_LEN)?;
+        limits::checked_elements(op, "time_steps", &[self.time_steps, self.n_features])?;
+        validate::positive_in::<F>(op, "eps", self.eps)?;
         checks::momentum(op, self.momentum)?;
-        validate::finite_param(op, "gamma_init", self.gamma_init)?;
-        validate::finite_param(op, "beta_init", self.beta_init)?;
+        validate::finite_in::<F>(op, "gamma_init", self.gamma_init)?;
+        validate::finite_in::<F>(op, "beta_init", self.beta_init)?;
         let (n, t) = (self.n_features, self.time_steps);
         Ok(BatchNorm {
             eps: self.eps,

@@ -2,7 +2,7 @@
 //! block of layer-normalised recurrent cells.
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Ix1};
-use rnnlab_core::{Error, Float, Layer, Param, ParamView, ParamViewMut, Parameterized, Result, validate};
+use rnnlab_core::{Error, Float, Layer, Param, ParamView, ParamViewMut, Parameterized, Result, limits, validate};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::{self, param_slice, param_slice_mut, param_slice2, slice_of_mut, slice_of_mut1};
@@ -21,6 +21,7 @@ use crate::layer_norm_kernels::{
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LayerNormConfig {
     /// The normalised (last) axis width n.
     pub n_features: usize,
@@ -31,6 +32,7 @@ pub struct LayerNormConfig {
     /// Initial value of every β entry (default 0).
     pub beta_init: f64,
 }
+rnnlab_core::serde_map_only!(LayerNormConfig);
 
 impl LayerNormConfig {
     /// The default configuration for `n_features` features.
@@ -59,14 +61,14 @@ impl LayerNormConfig {
     /// Builds the layer (γ = `gamma_init`, β = `beta_init` everywhere).
     ///
     /// # Errors
-    /// [`Error::Config`] for `n_features = 0`, `eps` not finite and > 0, or a non-finite
-    /// `gamma_init`/`beta_init`.
+    /// [`Error::Config`] for `n_features` 0 or over [`limits::MAX_DIM`], `eps` not finite and
+    /// > 0 in `F` (1e-50 is 0 in `f32`), or a `gamma_init`/`beta_init` not finite in `F`.
     pub fn init<F: Float>(&self) -> Result<LayerNorm<F>> {
         let op = "LayerNormConfig::init";
-        validate::positive_size(op, "n_features", self.n_features)?;
-        validate::positive_param(op, "eps", self.eps)?;
-        validate::finite_param(op, "gamma_init", self.gamma_init)?;
-        validate::finite_param(op, "beta_init", self.beta_init)?;
+        limits::size(op, "n_features", self.n_features, limits::MAX_DIM)?;
+        validate::positive_in::<F>(op, "eps", self.eps)?;
+        validate::finite_in::<F>(op, "gamma_init", self.gamma_init)?;
+        validate::finite_in::<F>(op, "beta_init", self.beta_init)?;
         let n = self.n_features;
         Ok(LayerNorm {
             eps: self.eps,

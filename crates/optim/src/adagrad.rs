@@ -24,7 +24,7 @@ fn default_eps() -> f64 {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct AdagradConfig {
     /// Learning rate γ, finite and `> 0`.
     pub lr: f64,
@@ -41,6 +41,7 @@ pub struct AdagradConfig {
     #[serde(default = "default_eps")]
     pub eps: f64,
 }
+rnnlab_core::serde_map_only!(AdagradConfig);
 
 impl AdagradConfig {
     /// Adagrad with learning rate `lr` and PyTorch's defaults otherwise.
@@ -88,9 +89,15 @@ impl AdagradConfig {
     /// Validates, then builds the optimizer with empty state.
     ///
     /// # Errors
-    /// As [`AdagradConfig::validate`].
+    /// As [`AdagradConfig::validate`], and [`rnnlab_core::Error::Config`] for a value that is 0 or
+    /// not finite once converted to `F` (an `eps` of 1e-50 is 0 in `f32`, an `lr` of 1e39 is ∞).
     pub fn init<F: Float>(&self) -> Result<Adagrad<F>> {
         self.validate()?;
+        validate::positive_in::<F>(OP, "lr", self.lr)?;
+        validate::non_negative_in::<F>(OP, "lr_decay", self.lr_decay)?;
+        validate::non_negative_in::<F>(OP, "weight_decay", self.weight_decay)?;
+        validate::non_negative_in::<F>(OP, "initial_accumulator_value", self.initial_accumulator_value)?;
+        validate::positive_in::<F>(OP, "eps", self.eps)?;
         Ok(Adagrad { config: self.clone(), state: OptimizerState::new("adagrad", self.lr) })
     }
 }
@@ -155,7 +162,7 @@ impl<F: Float> Optimizer<F> for Adagrad<F> {
     }
 
     fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_set_lr(lr)?;
+        check_set_lr::<F>(lr)?;
         self.state.lr = lr;
         Ok(())
     }

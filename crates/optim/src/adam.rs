@@ -38,7 +38,7 @@ pub(crate) fn unit_interval(op: &str, name: &str, value: f64) -> Result<()> {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct AdamConfig {
     /// Learning rate γ, finite and `> 0`.
     pub lr: f64,
@@ -55,6 +55,7 @@ pub struct AdamConfig {
     #[serde(default)]
     pub amsgrad: bool,
 }
+rnnlab_core::serde_map_only!(AdamConfig);
 
 impl AdamConfig {
     /// Adam with learning rate `lr` and PyTorch's defaults otherwise.
@@ -98,9 +99,13 @@ impl AdamConfig {
     /// Validates, then builds the optimizer with empty state.
     ///
     /// # Errors
-    /// As [`AdamConfig::validate`].
+    /// As [`AdamConfig::validate`], and [`rnnlab_core::Error::Config`] for a value that is 0 or
+    /// not finite once converted to `F` (an `eps` of 1e-50 is 0 in `f32`, an `lr` of 1e39 is ∞).
     pub fn init<F: Float>(&self) -> Result<Adam<F>> {
         self.validate()?;
+        validate::positive_in::<F>(OP, "lr", self.lr)?;
+        validate::positive_in::<F>(OP, "eps", self.eps)?;
+        validate::non_negative_in::<F>(OP, "weight_decay", self.weight_decay)?;
         Ok(Adam { config: self.clone(), state: OptimizerState::new("adam", self.lr) })
     }
 }
@@ -234,7 +239,7 @@ impl<F: Float> Optimizer<F> for Adam<F> {
     }
 
     fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_set_lr(lr)?;
+        check_set_lr::<F>(lr)?;
         self.state.lr = lr;
         Ok(())
     }

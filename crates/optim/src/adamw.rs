@@ -1,6 +1,6 @@
 //! AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019).
 
-use rnnlab_core::{Float, Parameterized, Result};
+use rnnlab_core::{Float, Parameterized, Result, validate};
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{AdamStep, adam_buffer_names, adam_update, default_betas, default_eps, validate_adam};
@@ -24,7 +24,7 @@ fn default_weight_decay() -> f64 {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct AdamWConfig {
     /// Learning rate γ, finite and `> 0`.
     pub lr: f64,
@@ -41,6 +41,7 @@ pub struct AdamWConfig {
     #[serde(default)]
     pub amsgrad: bool,
 }
+rnnlab_core::serde_map_only!(AdamWConfig);
 
 impl AdamWConfig {
     /// AdamW with learning rate `lr` and PyTorch's defaults otherwise.
@@ -84,9 +85,13 @@ impl AdamWConfig {
     /// Validates, then builds the optimizer with empty state.
     ///
     /// # Errors
-    /// As [`AdamWConfig::validate`].
+    /// As [`AdamWConfig::validate`], and [`rnnlab_core::Error::Config`] for a value that is 0 or
+    /// not finite once converted to `F` (an `eps` of 1e-50 is 0 in `f32`, an `lr` of 1e39 is ∞).
     pub fn init<F: Float>(&self) -> Result<AdamW<F>> {
         self.validate()?;
+        validate::positive_in::<F>(OP, "lr", self.lr)?;
+        validate::positive_in::<F>(OP, "eps", self.eps)?;
+        validate::non_negative_in::<F>(OP, "weight_decay", self.weight_decay)?;
         Ok(AdamW { config: self.clone(), state: OptimizerState::new("adamw", self.lr) })
     }
 }
@@ -142,7 +147,7 @@ impl<F: Float> Optimizer<F> for AdamW<F> {
     }
 
     fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_set_lr(lr)?;
+        check_set_lr::<F>(lr)?;
         self.state.lr = lr;
         Ok(())
     }

@@ -42,7 +42,7 @@ fn default_agc_eps() -> f64 {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClipConfig {
     /// No clipping (the report still measures the norm).
     #[default]
@@ -71,6 +71,7 @@ pub enum ClipConfig {
         eps: f64,
     },
 }
+rnnlab_core::serde_map_only!(ClipConfig);
 
 impl ClipConfig {
     /// `GlobalNorm { max_norm }`.

@@ -19,7 +19,7 @@ use crate::{AdagradConfig, AdamConfig, AdamWConfig, Optimizer, RmsPropConfig, Sg
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(remote = "Self", tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimizerConfig {
     /// [`crate::Sgd`].
     Sgd(SgdConfig),
@@ -34,6 +34,7 @@ pub enum OptimizerConfig {
     /// [`crate::Adagrad`].
     Adagrad(AdagradConfig),
 }
+rnnlab_core::serde_map_only!(OptimizerConfig);
 
 impl OptimizerConfig {
     /// The initial learning rate.
@@ -148,6 +149,78 @@ mod tests {
         assert!(serde_json::from_str::<OptimizerConfig>(r#"{"kind":"adam","lr":0.1,"beta1":0.9}"#).is_err());
         assert!(serde_json::from_str::<OptimizerConfig>(r#"{"kind":"lion","lr":0.1}"#).is_err());
         assert!(serde_json::from_str::<OptimizerConfig>(r#"{"kind":"sgd"}"#).is_err());
+    }
+
+    #[test]
+    fn array_forms_and_unknown_fields_are_rejected_everywhere() {
+        for cfg in all_configs() {
+            let v = serde_json::to_value(&cfg).unwrap();
+            let map = v.as_object().unwrap();
+            // the tagged enum as an array, tag first (serde's positional form)
+            let arr: Vec<serde_json::Value> = map.values().cloned().collect();
+            assert!(serde_json::from_value::<OptimizerConfig>(serde_json::Value::Array(arr)).is_err(), "{cfg:?}");
+            let mut extra = map.clone();
+            extra.insert("extra".into(), 1.into());
+            assert!(serde_json::from_value::<OptimizerConfig>(extra.into()).is_err(), "{cfg:?}");
+        }
+        assert!(serde_json::from_str::<AdamConfig>("[0.1]").is_err());
+        assert!(serde_json::from_str::<SgdConfig>("[0.1, 0.0, 0.0, 0.0, false]").is_err());
+        assert!(serde_json::from_str::<crate::LrSchedule>(r#"["step", 10, 0.5]"#).is_err());
+        assert!(serde_json::from_str::<crate::ClipConfig>(r#"["global_norm", 1.0]"#).is_err());
+    }
+
+    #[test]
+    fn values_are_checked_in_the_model_float() {
+        // eps = 1e-50 is finite and > 0 in f64, but 0 in f32: 0/0 in the update
+        let tiny_eps: [OptimizerConfig; 4] = [
+            AdamConfig::new(0.01).with_eps(1e-50).into(),
+            AdamWConfig::new(0.01).with_eps(1e-50).into(),
+            RmsPropConfig::new(0.01).with_eps(1e-50).into(),
+            AdagradConfig::new(0.01).with_eps(1e-50).into(),
+        ];
+        for cfg in &tiny_eps {
+            assert!(cfg.init::<f64>().is_ok(), "{cfg:?}");
+            let e = cfg.init::<f32>().unwrap_err().to_string();
+            assert!(e.contains("eps must be > 0, got 1e-50, which is 0 in f32"), "{e}");
+        }
+        for cfg in [OptimizerConfig::from(SgdConfig::new(1e39)), AdamConfig::new(1e39).into()] {
+            assert!(cfg.init::<f64>().is_ok());
+            let e = cfg.init::<f32>().unwrap_err().to_string();
+            assert!(e.contains("lr must be finite, got 1e39 (it overflows f32)"), "{e}");
+        }
+        let mut opt = SgdConfig::new(0.1).init::<f32>().unwrap();
+        let e = opt.set_lr(1e39).unwrap_err().to_string();
+        assert!(e.starts_with("Optimizer::set_lr") && e.contains("lr"), "{e}");
+        assert!(opt.set_lr(1e30).is_ok());
+    }
+
+    #[test]
+    fn step_counters_never_wrap() {
+        let mut m = Two::<f64>::new();
+        m.fake_backward(0);
+        let mut opt = AdamConfig::new(0.01).init::<f64>().unwrap();
+        opt.step(&mut m).unwrap();
+        let before = m.bits();
+        // a state file whose counter is at the end of u64: refused on load, like a config
+        let mut st = opt.state();
+        st.step = u64::MAX;
+        let e = opt.load_state(st.clone()).unwrap_err().to_string();
+        assert!(e.contains("step = 18446744073709551615"), "{e}");
+        // a parameter that took more steps than the optimizer
+        st.step = 1;
+        st.params.get_mut("w").unwrap().step = 2;
+        let e = opt.load_state(st).unwrap_err().to_string();
+        assert!(e.contains("`w` has taken 2 steps"), "{e}");
+        // at u64::MAX − 1 one more step is fine; the next one is an error, not a wrap
+        let mut st = opt.state();
+        st.step = u64::MAX - 1;
+        opt.load_state(st).unwrap();
+        assert_eq!(opt.step(&mut m).unwrap().step, u64::MAX);
+        let after = m.bits();
+        assert_ne!(after, before);
+        let e = opt.step(&mut m).unwrap_err().to_string();
+        assert!(e.contains("cannot be incremented"), "{e}");
+        assert_eq!(m.bits(), after, "a refused step changes nothing");
     }
 
     #[test]

@@ -143,9 +143,9 @@ impl<F: Float> ParamState<F> {
     }
 }
 
-/// Validates a learning rate given to `set_lr` (finite, `>= 0`).
-pub(crate) fn check_set_lr(lr: f64) -> Result<()> {
-    validate::non_negative_param("set_lr", "lr", lr)
+/// Validates a learning rate given to `Optimizer::set_lr` (finite in `F` and `>= 0`).
+pub(crate) fn check_set_lr<F: Float>(lr: f64) -> Result<()> {
+    validate::non_negative_in::<F>("Optimizer::set_lr", "lr", lr).map(drop)
 }
 
 /// Checks a saved state against what an optimizer expects, then returns it.
@@ -154,13 +154,24 @@ pub(crate) fn check_loaded<F: Float>(
     expected_buffers: &[&str],
     state: OptimizerState<F>,
 ) -> Result<OptimizerState<F>> {
-    let op = "load_state";
+    let op = "Optimizer::load_state";
     if state.algorithm != algorithm {
         return Err(Error::format(op, format!("state is for `{}`, optimizer is `{algorithm}`", state.algorithm)));
     }
-    check_set_lr(state.lr)?;
+    validate::non_negative_in::<F>(op, "lr", state.lr)?;
+    // Step counters as a config's sizes: a parameter never takes more steps than the
+    // optimizer, and the optimizer's count must leave room for the next step.
+    if state.step == u64::MAX {
+        return Err(Error::format(op, format!("step = {} leaves no room for another step", state.step)));
+    }
     let want: BTreeSet<&str> = expected_buffers.iter().copied().collect();
     for (name, ps) in &state.params {
+        if ps.step > state.step {
+            return Err(Error::format(
+                op,
+                format!("parameter `{name}` has taken {} steps, more than the optimizer's {}", ps.step, state.step),
+            ));
+        }
         let have: BTreeSet<&str> = ps.buffers.keys().map(String::as_str).collect();
         if have != want {
             return Err(Error::format(op, format!("parameter `{name}` has buffers {have:?}, expected {want:?}")));
@@ -196,6 +207,14 @@ pub(crate) fn drive<F: Float>(
 ) -> Result<StepReport> {
     let op = "optimizer step";
     // Pass 1, read-only: every check that can fail, so a failing step changes nothing.
+    // Step counters: checked arithmetic, never a wrap (a parameter's count is at most the
+    // optimizer's, as `check_loaded` ensures for a loaded state).
+    let Some(next_step) = state.step.checked_add(1) else {
+        return Err(Error::config(op, format!("the step counter {} cannot be incremented", state.step)));
+    };
+    if let Some((name, _)) = state.params.iter().find(|(_, ps)| ps.step == u64::MAX) {
+        return Err(Error::config(op, format!("the step counter of `{name}` cannot be incremented")));
+    }
     let mut first_err: Option<Error> = None;
     let mut seen = BTreeSet::new();
     model.visit_params(&mut |name, p| {
@@ -241,7 +260,8 @@ pub(crate) fn drive<F: Float>(
                 Some(Error::shape(op, format!("parameter `{name}` {:?}", ps.shape), format!("{:?}", p.value.shape())));
             return;
         }
-        ps.step += 1;
+        // Cannot wrap: pass 1 refused a counter at u64::MAX.
+        ps.step = ps.step.saturating_add(1);
         n_tensors += 1;
         n_scalars += p.value.len();
         match update(p, ps) {
@@ -252,7 +272,7 @@ pub(crate) fn drive<F: Float>(
     if let Some(e) = first_err {
         return Err(e);
     }
-    state.step += 1;
+    state.step = next_step;
     Ok(StepReport { step: state.step, lr: state.lr, update_norm: sq.sqrt(), n_tensors, n_scalars })
 }
 

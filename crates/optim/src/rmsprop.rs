@@ -31,7 +31,7 @@ fn default_eps() -> f64 {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct RmsPropConfig {
     /// Learning rate γ, finite and `> 0`.
     pub lr: f64,
@@ -51,6 +51,7 @@ pub struct RmsPropConfig {
     #[serde(default)]
     pub centered: bool,
 }
+rnnlab_core::serde_map_only!(RmsPropConfig);
 
 impl RmsPropConfig {
     /// RMSprop with learning rate `lr` and PyTorch's defaults otherwise.
@@ -104,9 +105,15 @@ impl RmsPropConfig {
     /// Validates, then builds the optimizer with empty state.
     ///
     /// # Errors
-    /// As [`RmsPropConfig::validate`].
+    /// As [`RmsPropConfig::validate`], and [`rnnlab_core::Error::Config`] for a value that is 0 or
+    /// not finite once converted to `F` (an `eps` of 1e-50 is 0 in `f32`, an `lr` of 1e39 is ∞).
     pub fn init<F: Float>(&self) -> Result<RmsProp<F>> {
         self.validate()?;
+        validate::positive_in::<F>(OP, "lr", self.lr)?;
+        validate::non_negative_in::<F>(OP, "alpha", self.alpha)?;
+        validate::positive_in::<F>(OP, "eps", self.eps)?;
+        validate::non_negative_in::<F>(OP, "weight_decay", self.weight_decay)?;
+        validate::non_negative_in::<F>(OP, "momentum", self.momentum)?;
         Ok(RmsProp { config: self.clone(), state: OptimizerState::new("rmsprop", self.lr) })
     }
 }
@@ -226,7 +233,7 @@ impl<F: Float> Optimizer<F> for RmsProp<F> {
     }
 
     fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_set_lr(lr)?;
+        check_set_lr::<F>(lr)?;
         self.state.lr = lr;
         Ok(())
     }

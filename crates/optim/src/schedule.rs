@@ -36,7 +36,7 @@ const OP: &str = "LrSchedule";
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LrSchedule {
     /// η(t) = η₀.
     #[default]
@@ -64,6 +64,7 @@ pub enum LrSchedule {
         then: Box<LrSchedule>,
     },
 }
+rnnlab_core::serde_map_only!(LrSchedule);
 
 impl LrSchedule {
     /// Checks the schedule (recursively).
@@ -116,7 +117,9 @@ impl LrSchedule {
             }
             Self::LinearWarmup { warmup_steps, then } => {
                 if step < *warmup_steps {
-                    base_lr * (step + 1) as f64 / *warmup_steps as f64
+                    // The fraction first (≤ 1), then the product: `step + 1` in f64, never a
+                    // u64 that could wrap, and no product larger than `base_lr`.
+                    base_lr * ((step as f64 + 1.0) / *warmup_steps as f64)
                 } else {
                     then.lr_unchecked(base_lr, step - warmup_steps)
                 }
@@ -136,6 +139,17 @@ fn nonzero(name: &str, value: u64) -> Result<()> {
 mod tests {
     use super::*;
     use crate::testing::assert_close;
+
+    #[test]
+    fn warmup_at_the_last_step_does_not_wrap() {
+        let s = LrSchedule::LinearWarmup { warmup_steps: u64::MAX, then: Box::new(LrSchedule::Constant) };
+        let lr = s.lr_at(0.5, u64::MAX - 1).unwrap();
+        assert!((lr - 0.5).abs() < 1e-12, "{lr}");
+        // the rate is the fraction of the base, never a product that could overflow first
+        let big = LrSchedule::LinearWarmup { warmup_steps: 1 << 40, then: Box::new(LrSchedule::Constant) };
+        let lr = big.lr_at(f64::MAX / 2.0, (1 << 40) - 1).unwrap();
+        assert!(lr.is_finite() && (lr / (f64::MAX / 2.0) - 1.0).abs() < 1e-12, "{lr}");
+    }
 
     fn lrs(s: &LrSchedule, base: f64, steps: std::ops::Range<u64>) -> Vec<f64> {
         steps.map(|t| s.lr_at(base, t).unwrap()).collect()

@@ -20,7 +20,7 @@ const MOMENTUM_BUFFER: &str = "momentum_buffer";
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct SgdConfig {
     /// Learning rate γ, finite and `> 0`.
     pub lr: f64,
@@ -37,6 +37,7 @@ pub struct SgdConfig {
     #[serde(default)]
     pub nesterov: bool,
 }
+rnnlab_core::serde_map_only!(SgdConfig);
 
 impl SgdConfig {
     /// Plain SGD with learning rate `lr`.
@@ -97,9 +98,14 @@ impl SgdConfig {
     /// Validates, then builds the optimizer with empty state.
     ///
     /// # Errors
-    /// As [`SgdConfig::validate`].
+    /// As [`SgdConfig::validate`], and [`rnnlab_core::Error::Config`] for a value that is 0 or
+    /// not finite once converted to `F` (an `eps` of 1e-50 is 0 in `f32`, an `lr` of 1e39 is ∞).
     pub fn init<F: Float>(&self) -> Result<Sgd<F>> {
         self.validate()?;
+        validate::positive_in::<F>(OP, "lr", self.lr)?;
+        validate::non_negative_in::<F>(OP, "momentum", self.momentum)?;
+        validate::non_negative_in::<F>(OP, "dampening", self.dampening)?;
+        validate::non_negative_in::<F>(OP, "weight_decay", self.weight_decay)?;
         Ok(Sgd { config: self.clone(), state: OptimizerState::new("sgd", self.lr) })
     }
 }
@@ -181,7 +187,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
     }
 
     fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_set_lr(lr)?;
+        check_set_lr::<F>(lr)?;
         self.state.lr = lr;
         Ok(())
     }

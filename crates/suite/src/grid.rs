@@ -11,8 +11,10 @@ use crate::CustomCells;
 /// The version of the grid format this crate reads.
 pub const GRID_SCHEMA: u32 = 1;
 
-/// The largest sizes a grid entry may ask for: a run over any of them is refused before it
-/// starts, naming the entry (a typo must not reach an allocation of gigabytes).
+/// The suite's own budget, tighter than the library's [`rnnlab_core::limits`] (a suite run
+/// must finish in minutes): a run over any of these is refused before it starts, naming the
+/// entry. Every size is first checked by the config's own validation against the shared
+/// limits, with overflow-checked arithmetic, so a typo never reaches an allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest `hidden_dim`.
@@ -55,18 +57,19 @@ impl Default for Limits {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Grid {
     /// [`GRID_SCHEMA`].
     pub schema: u32,
     /// The experiments, in report order.
     pub experiments: Vec<ExperimentSpec>,
 }
+rnnlab_core::serde_map_only!(Grid);
 
 /// One experiment: the claim it tests and its runs. The verdict's rule belongs to the
 /// experiment's `id` ([`crate::judge`]); an id without a rule is reported "not evaluated".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct ExperimentSpec {
     /// A short id (`"E2"`), unique in the grid.
     pub id: String,
@@ -80,11 +83,12 @@ pub struct ExperimentSpec {
     /// The runs.
     pub runs: Vec<RunSpec>,
 }
+rnnlab_core::serde_map_only!(ExperimentSpec);
 
 /// One run: a training config, whether to train it (or only diagnose it at initialisation),
 /// and the group it is plotted and judged in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct RunSpec {
     /// A unique id in the grid, e.g. `"E2/tanh/xavier"`.
     pub id: String,
@@ -99,6 +103,7 @@ pub struct RunSpec {
     /// The run.
     pub config: TrainConfig,
 }
+rnnlab_core::serde_map_only!(RunSpec);
 
 fn default_probe_batch() -> usize {
     32
@@ -214,6 +219,12 @@ impl RunSpec {
         if matches!(c.task, TaskConfig::Data(_)) {
             return Err(Error::config(op, "data supplied by the caller cannot run from a grid"));
         }
+        // The shared limits first: the config's own validation checks every size against
+        // `rnnlab_core::limits` with overflow-checked arithmetic (and builds the task, which
+        // allocates nothing), naming the field.
+        let task = c.validate()?;
+        rnnlab_core::limits::size(op, "probe_batch", self.probe_batch, rnnlab_core::limits::MAX_BATCH)?;
+        // Then the suite's tighter budget, in u128 (every factor is at most a usize).
         let m = &c.model;
         let over = |what: &str, v: u128, max: u128| -> Result<()> {
             if v > max {
@@ -228,28 +239,10 @@ impl RunSpec {
         over("eval_batch", c.eval_batch as u128, limits.batch as u128)?;
         over("probe_batch", self.probe_batch as u128, limits.batch as u128)?;
         over("n_steps", u128::from(c.n_steps), u128::from(limits.n_steps))?;
-        if self.probe_batch == 0 {
-            return Err(Error::config(op, "probe_batch must be at least 1, got 0"));
-        }
-        // Sizes first, then the config's own checks (which build the task).
-        if let Some(t) = task_seq_len(&c.task) {
-            over("the task's sequence length", t as u128, limits.seq_len as u128)?;
-            let rows = (t as u128) * (c.batch_size.max(c.eval_batch.min(256)).max(self.probe_batch) as u128);
-            let width = 6 * (m.hidden_dim as u128) * (m.n_layers as u128) * if m.bidirectional { 2 } else { 1 };
-            over("the estimated cache of one pass (values)", rows * width, limits.cache_values)?;
-        }
-        let task = c.validate()?;
-        over("the task's sequence length", DataSource::<f32>::seq_len(&task) as u128, limits.seq_len as u128)
-    }
-}
-
-/// The sequence length a task config asks for, computed without building it (saturating).
-fn task_seq_len(task: &TaskConfig) -> Option<usize> {
-    let v = serde_json::to_value(task).ok()?;
-    let get = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).map(|x| x as usize);
-    match task {
-        TaskConfig::Adding(_) | TaskConfig::TemporalOrder(_) => get("seq_len"),
-        TaskConfig::CopyMemory(_) => Some(get("delay")?.saturating_add(get("n_copy").unwrap_or(10).saturating_mul(2))),
-        _ => None,
+        let t = DataSource::<f32>::seq_len(&task) as u128;
+        over("the task's sequence length", t, limits.seq_len as u128)?;
+        let rows = t * (c.batch_size.max(c.eval_batch.min(256)).max(self.probe_batch) as u128);
+        let width = 6 * (m.hidden_dim as u128) * (m.n_layers as u128) * if m.bidirectional { 2 } else { 1 };
+        over("the estimated cache of one pass (values)", rows * width, limits.cache_values)
     }
 }

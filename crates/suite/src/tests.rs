@@ -87,11 +87,32 @@ fn hostile_grids_are_refused_naming_the_file_the_entry_and_the_reason() {
     refused(
         &|v| {
             let c = &mut v["experiments"][0]["runs"][0]["config"];
+            c["task"]["seq_len"] = 2_000.into();
+            c["model"]["hidden_dim"] = 256.into();
+            c["batch_size"] = 256.into();
+        },
+        "estimated cache",
+    );
+    // Over the shared limits, named by the field (the config's own validation).
+    refused(
+        &|v| {
+            let c = &mut v["experiments"][0]["runs"][0]["config"];
             c["task"]["seq_len"] = 50_000.into();
             c["model"]["hidden_dim"] = 2048.into();
             c["batch_size"] = 4096.into();
         },
-        "estimated cache",
+        "task.seq_len: an array of shape",
+    );
+    refused(&|v| v["experiments"][0]["runs"][0]["probe_batch"] = 0.into(), "probe_batch must be at least 1");
+    refused(&|v| v["experiments"][0]["runs"][0]["config"]["task"]["delay"] = u64::MAX.into(), "not a grid");
+    refused(&|v| v["experiments"][0] = serde_json::json!(["E1", "t", "c", "", []]), "not a grid");
+    refused(
+        &|v| {
+            let run = v["experiments"][0]["runs"][0].take();
+            v["experiments"][0]["runs"][0] =
+                serde_json::Value::Array(run.as_object().unwrap().values().cloned().collect());
+        },
+        "not a grid",
     );
     assert!(matches!(Grid::parse("grid.json", "[1, 2"), Err(Error::Format { .. })));
 }

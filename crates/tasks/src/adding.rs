@@ -5,7 +5,7 @@ use rand::Rng as _;
 use rnnlab_core::{Error, Float, Result, Rng};
 use serde::{Deserialize, Serialize};
 
-use crate::task::check_batch;
+use crate::task::{check_batch, check_seq_len};
 use crate::{Batch, TargetKind, Targets, Task};
 
 /// Configuration of the [`Adding`] problem: the sequence length T.
@@ -19,10 +19,12 @@ use crate::{Batch, TargetKind, Targets, Task};
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct AddingConfig {
     /// Steps per sequence T, at least 2 (one marker in each half).
     pub seq_len: usize,
 }
+rnnlab_core::serde_map_only!(AddingConfig);
 
 impl AddingConfig {
     /// Sequences of `seq_len` steps.
@@ -33,8 +35,10 @@ impl AddingConfig {
     /// Validates and builds the task.
     ///
     /// # Errors
-    /// [`Error::Config`] if `seq_len < 2`: each half must hold a marker.
+    /// [`Error::Config`] if `seq_len < 2` (each half must hold a marker) or over
+    /// [`rnnlab_core::limits::MAX_SEQ_LEN`].
     pub fn build(&self) -> Result<Adding> {
+        check_seq_len("adding", "seq_len", self.seq_len)?;
         if self.seq_len < 2 {
             return Err(Error::config(
                 "adding",
@@ -125,7 +129,7 @@ impl Task for Adding {
     /// Draws, in this order: the values x[t, b] for t-major then b, then per sequence the first
     /// and the second marked step.
     fn sample<F: Float>(&self, batch: usize, rng: &mut Rng) -> Result<Batch<F>> {
-        check_batch("adding.sample", batch)?;
+        check_batch("adding.sample", batch, self.seq_len, 2)?;
         let mut x = Array3::<F>::zeros((self.seq_len, batch, 2));
         for t in 0..self.seq_len {
             for b in 0..batch {

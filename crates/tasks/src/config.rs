@@ -20,7 +20,7 @@ use crate::{
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "task", rename_all = "snake_case")]
+#[serde(remote = "Self", tag = "task", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TaskConfig {
     /// [`Adding`].
     Adding(AddingConfig),
@@ -34,6 +34,7 @@ pub enum TaskConfig {
     /// described by its shapes; [`TaskConfig::build`] refuses it.
     Data(DataSpec),
 }
+rnnlab_core::serde_map_only!(TaskConfig);
 
 impl TaskConfig {
     /// Validates and builds the task.

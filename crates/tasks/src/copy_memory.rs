@@ -5,7 +5,7 @@ use rand::Rng as _;
 use rnnlab_core::{Error, Float, Result, Rng};
 use serde::{Deserialize, Serialize};
 
-use crate::task::check_batch;
+use crate::task::{check_batch, check_seq_len};
 use crate::{Batch, TargetKind, Targets, Task};
 
 /// Categories a copied symbol is drawn from: a0 … a7.
@@ -30,6 +30,7 @@ fn default_n_copy() -> usize {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct CopyMemoryConfig {
     /// T ≥ 1: the input holds T − 1 blanks between the symbols and the delimiter.
     pub delay: usize,
@@ -37,6 +38,7 @@ pub struct CopyMemoryConfig {
     #[serde(default = "default_n_copy")]
     pub n_copy: usize,
 }
+rnnlab_core::serde_map_only!(CopyMemoryConfig);
 
 impl CopyMemoryConfig {
     /// Delay `delay` (T), 10 symbols.
@@ -53,10 +55,16 @@ impl CopyMemoryConfig {
     /// Validates and builds the task.
     ///
     /// # Errors
-    /// [`Error::Config`] if `delay == 0` (there must be T − 1 ≥ 0 blanks) or `n_copy == 0`.
+    /// [`Error::Config`] if `delay == 0` (there must be T − 1 ≥ 0 blanks) or `n_copy == 0`,
+    /// or if the sequence length `delay + 2·n_copy` overflows or is over
+    /// [`rnnlab_core::limits::MAX_SEQ_LEN`] (computed with checked arithmetic).
     pub fn build(&self) -> Result<CopyMemory> {
-        rnnlab_core::validate::positive_size("copy_memory", "delay", self.delay)?;
-        rnnlab_core::validate::positive_size("copy_memory", "n_copy", self.n_copy)?;
+        const OP: &str = "copy_memory";
+        rnnlab_core::validate::positive_size(OP, "delay", self.delay)?;
+        rnnlab_core::validate::positive_size(OP, "n_copy", self.n_copy)?;
+        let field = "delay + 2·n_copy";
+        let copied = rnnlab_core::limits::checked_mul(OP, field, 2, self.n_copy)?;
+        check_seq_len(OP, field, rnnlab_core::limits::checked_add(OP, field, self.delay, copied)?)?;
         Ok(CopyMemory { delay: self.delay, n_copy: self.n_copy })
     }
 }
@@ -142,7 +150,7 @@ impl Task for CopyMemory {
 
     /// Draws the k symbols of each sequence, sequence by sequence.
     fn sample<F: Float>(&self, batch: usize, rng: &mut Rng) -> Result<Batch<F>> {
-        check_batch("copy_memory.sample", batch)?;
+        check_batch("copy_memory.sample", batch, self.seq_len(), 10)?;
         let t = self.seq_len();
         let mut x = Array3::<F>::zeros((t, batch, 10));
         for b in 0..batch {

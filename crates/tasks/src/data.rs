@@ -4,7 +4,7 @@
 
 use ndarray::{Array3, Axis};
 use rand::Rng as _;
-use rnnlab_core::{Error, Float, Result, Rng, validate};
+use rnnlab_core::{Error, Float, Result, Rng, limits, validate};
 use serde::{Deserialize, Serialize};
 
 use crate::{Batch, TargetKind, Targets, Task, TaskConfig};
@@ -14,7 +14,7 @@ use crate::{Batch, TargetKind, Targets, Task, TaskConfig};
 /// Serialised as `{"task": "data", "name": "…", "input_dim": 2, "output_dim": 1, "seq_len": 50,
 /// "targets": "regression"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct DataSpec {
     /// A name for reports.
     pub name: String,
@@ -27,17 +27,19 @@ pub struct DataSpec {
     /// The kind of targets.
     pub targets: TargetKind,
 }
+rnnlab_core::serde_map_only!(DataSpec);
 
 impl DataSpec {
-    /// Checks that every size is at least 1.
+    /// Checks that every size is at least 1 and within [`limits`].
     ///
     /// # Errors
-    /// [`Error::Config`] naming the zero field.
+    /// [`Error::Config`] naming the zero field or the one over its limit.
     pub fn validate(&self) -> Result<()> {
         const OP: &str = "DataSpec";
-        validate::positive_size(OP, "input_dim", self.input_dim)?;
-        validate::positive_size(OP, "output_dim", self.output_dim)?;
-        validate::positive_size(OP, "seq_len", self.seq_len)
+        limits::size(OP, "input_dim", self.input_dim, limits::MAX_DIM)?;
+        limits::size(OP, "output_dim", self.output_dim, limits::MAX_DIM)?;
+        limits::size(OP, "seq_len", self.seq_len, limits::MAX_SEQ_LEN)?;
+        Ok(())
     }
 }
 
@@ -203,7 +205,7 @@ fn check_batch<F: Float>(op: &str, b: &Batch<F>, output_dim: usize) -> Result<()
     validate::positive_size(op, "sequences", n)?;
     validate::positive_size(op, "seq_len", t)?;
     validate::positive_size(op, "input_dim", i)?;
-    validate::positive_size(op, "output_dim", output_dim)?;
+    limits::size(op, "output_dim", output_dim, limits::MAX_DIM)?;
     validate::finite_array(op, "inputs", &b.inputs.view())?;
     let labels_fit = |mut labels: Box<dyn Iterator<Item = usize> + '_>| -> Result<()> {
         match labels.find(|&l| l >= output_dim) {
@@ -278,7 +280,9 @@ impl<F: Float> DataSource<F> for ArrayData<F> {
         self.train.targets.kind()
     }
     fn sample(&self, batch: usize, rng: &mut Rng) -> Result<Batch<F>> {
-        validate::positive_size("ArrayData::sample", "batch", batch)?;
+        const OP: &str = "ArrayData::sample";
+        limits::size(OP, "batch", batch, limits::MAX_BATCH)?;
+        limits::checked_elements(OP, "batch", &[self.train.n_steps(), batch, self.train.inputs.dim().2])?;
         let n = self.train.batch_size();
         let idx: Vec<usize> = (0..batch).map(|_| rng.random_range(0..n)).collect();
         Ok(select(&self.train, &idx))

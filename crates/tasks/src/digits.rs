@@ -52,13 +52,14 @@ pub enum Split {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct DigitsConfig {
     /// Pixel by pixel (default) or row by row.
     pub layout: DigitsLayout,
     /// Read the pixels in the fixed order [`SequentialDigits::pixel_order`] instead of raster order.
     pub permuted: bool,
 }
+rnnlab_core::serde_map_only!(DigitsConfig);
 
 impl DigitsConfig {
     /// Pixel by pixel, raster order.
@@ -208,7 +209,7 @@ impl Task for SequentialDigits {
 
     /// Draws `batch` training examples uniformly with replacement.
     fn sample<F: Float>(&self, batch: usize, rng: &mut Rng) -> Result<Batch<F>> {
-        check_batch("sequential_digits.sample", batch)?;
+        check_batch("sequential_digits.sample", batch, self.seq_len(), self.input_dim())?;
         let train = self.split_rows(Split::Train);
         let rows: Vec<usize> = (0..batch).map(|_| train[rng.random_range(0..DIGITS_N_TRAIN)]).collect();
         Ok(self.batch_of(&rows))

@@ -1,6 +1,6 @@
 //! The [`Task`] trait every sequence task implements.
 
-use rnnlab_core::{Float, Result, Rng};
+use rnnlab_core::{Float, Result, Rng, limits};
 
 use crate::{Batch, TargetKind};
 
@@ -53,7 +53,15 @@ pub trait Task {
     }
 }
 
-/// `Err(Config)` unless `batch >= 1`.
-pub(crate) fn check_batch(op: &str, batch: usize) -> Result<()> {
-    rnnlab_core::validate::positive_size(op, "batch", batch)
+/// `Err(Config)` unless `1 <= batch <=` [`limits::MAX_BATCH`] and the inputs
+/// `[seq_len, batch, input_dim]` fit [`limits::MAX_ELEMENTS`]: checked before the batch is
+/// allocated.
+pub(crate) fn check_batch(op: &str, batch: usize, seq_len: usize, input_dim: usize) -> Result<()> {
+    limits::size(op, "batch", batch, limits::MAX_BATCH)?;
+    limits::checked_elements(op, "batch", &[seq_len, batch, input_dim]).map(drop)
+}
+
+/// `Err(Config)` unless `seq_len` is at most [`limits::MAX_SEQ_LEN`].
+pub(crate) fn check_seq_len(op: &str, field: &str, seq_len: usize) -> Result<()> {
+    limits::size(op, field, seq_len, limits::MAX_SEQ_LEN).map(drop)
 }

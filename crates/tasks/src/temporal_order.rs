@@ -5,7 +5,7 @@ use rand::Rng as _;
 use rnnlab_core::{Error, Float, Result, Rng};
 use serde::{Deserialize, Serialize};
 
-use crate::task::check_batch;
+use crate::task::{check_batch, check_seq_len};
 use crate::{Batch, TargetKind, Targets, Task};
 
 /// Input symbol A (one-hot index 0).
@@ -24,10 +24,12 @@ pub const ORDER_B: usize = 1;
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct TemporalOrderConfig {
     /// Steps per sequence T, at least 10 (so that ⌊T/10⌋ ≥ 1).
     pub seq_len: usize,
 }
+rnnlab_core::serde_map_only!(TemporalOrderConfig);
 
 impl TemporalOrderConfig {
     /// Sequences of `seq_len` steps.
@@ -40,6 +42,7 @@ impl TemporalOrderConfig {
     /// # Errors
     /// [`Error::Config`] if `seq_len < 10`: the windows ⌊T/10⌋ wide would be empty.
     pub fn build(&self) -> Result<TemporalOrder> {
+        check_seq_len("temporal_order", "seq_len", self.seq_len)?;
         if self.seq_len < 10 {
             return Err(Error::config(
                 "temporal_order",
@@ -133,7 +136,7 @@ impl Task for TemporalOrder {
 
     /// Per sequence, draws p₀, v₀, p₁, v₁, then the distractors of the remaining steps in order.
     fn sample<F: Float>(&self, batch: usize, rng: &mut Rng) -> Result<Batch<F>> {
-        check_batch("temporal_order.sample", batch)?;
+        check_batch("temporal_order.sample", batch, self.seq_len, self.input_dim())?;
         let [w0, w1] = self.marker_windows();
         let mut x = Array3::<F>::zeros((self.seq_len, batch, 6));
         for b in 0..batch {

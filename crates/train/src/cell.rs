@@ -212,7 +212,7 @@ impl<F: Float> Cell<F> for AnyCell<F> {
 /// An Elman RNN cell without sizes; fields and defaults are [`RnnConfig`]'s (tanh, `w_ih`
 /// Xavier-uniform, `w_hh` orthogonal, zero biases). Omitted fields take the defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct RnnSpec {
     /// The nonlinearity φ.
     pub activation: ActivationKind,
@@ -226,6 +226,7 @@ pub struct RnnSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub norm: Option<NormConfig>,
 }
+rnnlab_core::serde_map_only!(RnnSpec);
 
 impl Default for RnnSpec {
     fn default() -> Self {
@@ -289,7 +290,7 @@ impl RnnSpec {
 /// An LSTM cell without sizes; fields and defaults are [`LstmConfig`]'s (forget bias 1,
 /// `w_ih` Xavier-uniform and `w_hh` orthogonal per gate block, zero biases).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct LstmSpec {
     /// The initial forget-gate bias (Jozefowicz et al. 2015).
     pub forget_bias: f64,
@@ -303,6 +304,7 @@ pub struct LstmSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub norm: Option<NormConfig>,
 }
+rnnlab_core::serde_map_only!(LstmSpec);
 
 impl Default for LstmSpec {
     fn default() -> Self {
@@ -366,7 +368,7 @@ impl LstmSpec {
 /// A GRU cell without sizes; fields and defaults are [`GruConfig`]'s (reset-after, `w_ih`
 /// Xavier-uniform and `w_hh` orthogonal per gate block, zero biases).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct GruSpec {
     /// Where the reset gate acts.
     pub variant: GruVariant,
@@ -380,6 +382,7 @@ pub struct GruSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub norm: Option<NormConfig>,
 }
+rnnlab_core::serde_map_only!(GruSpec);
 
 impl Default for GruSpec {
     fn default() -> Self {
@@ -454,7 +457,7 @@ impl GruSpec {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(remote = "Self", tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CellConfig {
     /// [`Rnn`].
     Rnn(RnnSpec),
@@ -468,16 +471,18 @@ pub enum CellConfig {
     /// [`CellConfig::init`] refuses it.
     Custom(CustomCellSpec),
 }
+rnnlab_core::serde_map_only!(CellConfig);
 
 /// The description of a caller-built cell in a [`CellConfig`]: its name, which must equal the
 /// cell's [`Cell::name`] (checked when the model is built), so a checkpoint or a weights file
 /// of one custom cell is not loaded into another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct CustomCellSpec {
     /// The cell's [`Cell::name`].
     pub name: String,
 }
+rnnlab_core::serde_map_only!(CustomCellSpec);
 
 /// What a checkpoint keeps of a cell beyond its parameters (which go to the weights file by
 /// name): batch norm's running statistics, for example. The defaults say "nothing", which is
@@ -643,27 +648,66 @@ impl CellConfig {
     /// [`rnnlab_core::Error::Config`] for an invalid activation, a non-finite forget bias, an
     /// invalid normalisation or an invalid initialiser.
     pub fn validate(&self) -> Result<()> {
+        self.check(&|init: &Init| init.validate(), &|n: &NormConfig| n.validate(), &|op, name, v| {
+            rnnlab_core::validate::finite_param(op, name, v)
+        })
+    }
+
+    /// [`CellConfig::validate`], then every value in the model's float `F`: the forget bias,
+    /// the initialisers' parameters ([`Init::validate_in`]) and the normalisation's ε and γ
+    /// ([`NormConfig::validate_in`]), which may be finite in `f64` but 0 or ∞ in `f32`.
+    ///
+    /// # Errors
+    /// As [`CellConfig::validate`], and [`rnnlab_core::Error::Config`] naming the field whose
+    /// value is not usable in `F`.
+    pub fn validate_in<F: Float>(&self) -> Result<()> {
+        self.validate()?;
+        self.check(&|init: &Init| init.validate_in::<F>(), &|n: &NormConfig| n.validate_in::<F>(1), &|op, name, v| {
+            rnnlab_core::validate::finite_in::<F>(op, name, v).map(drop)
+        })
+    }
+
+    /// Runs the given checks on the initialisers, the normalisation and the forget bias, each
+    /// error under the field's name.
+    fn check(
+        &self,
+        init: &dyn Fn(&Init) -> Result<()>,
+        norm: &dyn Fn(&NormConfig) -> Result<()>,
+        value: &dyn Fn(&str, &str, f64) -> Result<()>,
+    ) -> Result<()> {
+        const OP: &str = "CellConfig";
         if let Some(n) = self.norm() {
-            n.validate()?;
+            norm(n).map_err(|e| e.within(OP, "norm"))?;
         }
         let inits = match self {
             Self::Rnn(s) => {
-                s.activation.validate()?;
+                s.activation.validate().map_err(|e| e.within(OP, "activation"))?;
                 [&s.w_ih_init, &s.w_hh_init, &s.bias_init]
             }
             Self::Lstm(s) => {
-                rnnlab_core::validate::finite_param("CellConfig", "forget_bias", s.forget_bias)?;
+                value(OP, "forget_bias", s.forget_bias)?;
                 [&s.w_ih_init, &s.w_hh_init, &s.bias_init]
             }
             Self::Gru(s) => [&s.w_ih_init, &s.w_hh_init, &s.bias_init],
             Self::Custom(c) => {
                 if c.name.is_empty() {
-                    return Err(rnnlab_core::Error::config("CellConfig", "a custom cell needs a name, got \"\""));
+                    return Err(rnnlab_core::Error::config(OP, "a custom cell needs a name, got \"\""));
                 }
                 return Ok(());
             }
         };
-        inits.into_iter().try_for_each(Init::validate)
+        let names = ["w_ih_init", "w_hh_init", "bias_init"];
+        inits.into_iter().zip(names).try_for_each(|(i, name)| init(i).map_err(|e| e.within(OP, name)))
+    }
+
+    /// Gate blocks per cell: the rows of `w_hh` are `gates · hidden_dim` (1 for the Elman RNN,
+    /// 4 for the LSTM, 3 for the GRU; 1 for a custom cell, whose maker checks its own sizes).
+    pub fn gates(&self) -> usize {
+        match self {
+            Self::Rnn(_) | Self::Custom(_) => 1,
+            Self::Lstm(_) => 4,
+            Self::Gru(_) => 3,
+        }
     }
 
     /// Draws a cell of the given sizes.

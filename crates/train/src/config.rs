@@ -1,7 +1,7 @@
 //! [`TrainConfig`]: a whole training run as data — task, model, optimizer, clipping, schedule,
 //! budget, evaluation, telemetry, divergence rule and seeds.
 
-use rnnlab_core::{Error, Result, validate};
+use rnnlab_core::{Error, Float, Result, limits};
 use rnnlab_optim::{ClipConfig, LrSchedule, NonFinitePolicy, OptimizerConfig};
 use rnnlab_tasks::{AnyTask, DataSource, DataSpec, TaskConfig};
 use serde::{Deserialize, Serialize};
@@ -62,7 +62,7 @@ pub const DEFAULT_EVAL_SEED: u64 = 2013;
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct TrainConfig {
     /// The task.
     pub task: TaskConfig,
@@ -104,6 +104,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub seed: u64,
 }
+rnnlab_core::serde_map_only!(TrainConfig);
 
 impl TrainConfig {
     /// A run with every optional field at its default.
@@ -194,16 +195,56 @@ impl TrainConfig {
 
     /// Checks every part and that the model fits the task; returns the built task.
     ///
+    /// Every error names the field as written in the file (`model.hidden_dim`, `task.seq_len`,
+    /// `optimizer.eps`); every size is checked against [`rnnlab_core::limits`] before anything
+    /// is allocated (see [`TrainConfig::check_data`] for the sizes of one pass).
+    ///
     /// # Errors
-    /// [`Error::Config`] for `batch_size`, `n_steps` or `eval_batch` of 0, a divergence factor
-    /// that is not finite and `> 1`, a model whose `input_dim`, `output_dim` or loss does not
-    /// fit the task, and as the task's, model's, optimizer's, clipping's and schedule's own
+    /// [`Error::Config`] for `batch_size`, `n_steps` or `eval_batch` of 0, `batch_size` or
+    /// `eval_batch` over [`limits::MAX_BATCH`], a divergence factor that is not finite and
+    /// `> 1`, a model whose `input_dim`, `output_dim` or loss does not fit the task, a pass
+    /// over the limits, and as the task's, model's, optimizer's, clipping's and schedule's own
     /// validation.
     pub fn validate(&self) -> Result<AnyTask> {
         self.validate_settings()?;
-        let task = self.task.build()?;
+        let task = self.task.build().map_err(|e| e.within("TrainConfig", "task"))?;
         self.check_data(&DataSource::<f64>::spec(&task))?;
         Ok(task)
+    }
+
+    /// [`TrainConfig::validate`], then every value in the model's float `F`: the model's
+    /// ([`ModelConfig::validate_in`]) and the optimizer's (an `eps` of 1e-50 is 0 in `f32`,
+    /// an `lr` of 1e39 is ∞). [`crate::Trainer`] checks this before it builds anything.
+    ///
+    /// # Errors
+    /// As [`TrainConfig::validate`], and [`Error::Config`] naming the field whose value is not
+    /// usable in `F`.
+    ///
+    /// # Examples
+    /// ```
+    /// use rnnlab_optim::AdamConfig;
+    /// use rnnlab_tasks::{AddingConfig, Task};
+    /// use rnnlab_train::{CellConfig, ModelConfig, TrainConfig};
+    /// let task = AddingConfig::new(10);
+    /// let model = ModelConfig::for_task(&task.build()?, 8, CellConfig::lstm());
+    /// let cfg = TrainConfig::new(task.into(), model, AdamConfig::new(1e-3).with_eps(1e-50).into());
+    /// assert!(cfg.validate_in::<f64>().is_ok());
+    /// let e = cfg.validate_in::<f32>().unwrap_err().to_string();
+    /// assert!(e.contains("optimizer.eps must be > 0, got 1e-50, which is 0 in f32"), "{e}");
+    /// # Ok::<(), rnnlab_core::Error>(())
+    /// ```
+    pub fn validate_in<F: Float>(&self) -> Result<AnyTask> {
+        let task = self.validate()?;
+        self.settings_in::<F>()?;
+        Ok(task)
+    }
+
+    /// The checks of [`TrainConfig::validate_in`] beyond [`TrainConfig::validate_settings`].
+    pub(crate) fn settings_in<F: Float>(&self) -> Result<()> {
+        const OP: &str = "TrainConfig";
+        self.model.validate_in::<F>().map_err(|e| e.within(OP, "model"))?;
+        // the optimizer's own checks in F; building it allocates nothing
+        self.optimizer.init::<F>().map(drop).map_err(|e| e.within(OP, "optimizer"))
     }
 
     /// Checks every part but the task (which may be data the caller supplies): sizes, the
@@ -213,29 +254,42 @@ impl TrainConfig {
     /// As [`TrainConfig::validate`], less the task's checks.
     pub fn validate_settings(&self) -> Result<()> {
         const OP: &str = "TrainConfig";
-        validate::positive_size(OP, "batch_size", self.batch_size)?;
+        limits::size(OP, "batch_size", self.batch_size, limits::MAX_BATCH)?;
         if self.n_steps == 0 {
             return Err(Error::config(OP, "n_steps must be at least 1, got 0"));
         }
-        validate::positive_size(OP, "eval_batch", self.eval_batch)?;
+        limits::size(OP, "eval_batch", self.eval_batch, limits::MAX_BATCH)?;
         if let Some(f) = self.divergence_factor
             && !(f.is_finite() && f > 1.0)
         {
             return Err(Error::config(OP, format!("divergence_factor must be finite and > 1, got {f}")));
         }
-        self.model.validate()?;
-        self.optimizer.validate()?;
-        self.clip.validate()?;
-        self.schedule.validate()
+        self.model.validate().map_err(|e| e.within(OP, "model"))?;
+        self.optimizer.validate().map_err(|e| e.within(OP, "optimizer"))?;
+        self.clip.validate().map_err(|e| e.within(OP, "clip"))?;
+        self.schedule.validate().map_err(|e| e.within(OP, "schedule"))
     }
 
-    /// Checks that the model's widths and loss fit data of the given shapes.
+    /// Checks that the model's widths and loss fit data of the given shapes, and that one pass
+    /// fits [`limits::MAX_ELEMENTS`]: the inputs `[seq_len, batch, input_dim]` of a training
+    /// batch (`batch_size`) and of the held-out set (`eval_batch`, evaluated in one pass), and
+    /// the forward cache of either, `[n_layers·directions, seq_len, batch,
+    /// (gates + 1)·hidden_dim]` (pre-activations and states of every step).
     ///
     /// # Errors
-    /// [`Error::Config`] naming the data and what does not fit.
+    /// [`Error::Config`] naming the data and what does not fit, or the field (`batch_size`,
+    /// `eval_batch`, `task.seq_len`) of a pass over the limit.
     pub fn check_data(&self, data: &DataSpec) -> Result<()> {
         const OP: &str = "TrainConfig";
+        data.validate().map_err(|e| e.within(OP, "task"))?;
         let m = &self.model;
+        let directions = if m.bidirectional { 2 } else { 1 };
+        let per_step = limits::checked_mul(OP, "model.hidden_dim", m.cell.gates() + 1, m.hidden_dim)?;
+        for (field, batch) in [("batch_size", self.batch_size), ("eval_batch", self.eval_batch)] {
+            let field = if data.seq_len > batch { "task.seq_len" } else { field };
+            limits::checked_elements(OP, field, &[data.seq_len, batch, data.input_dim])?;
+            limits::checked_elements(OP, field, &[m.n_layers * directions, data.seq_len, batch, per_step])?;
+        }
         if m.input_dim != data.input_dim || m.output_dim != data.output_dim {
             return Err(Error::config(
                 OP,
@@ -347,6 +401,59 @@ mod tests {
     #[test]
     fn rejects_a_bad_clip() {
         rejected(ok().with_clip(ClipConfig::global_norm(0.0)), "max_norm");
+    }
+
+    #[test]
+    fn values_are_checked_in_the_model_float_under_the_users_field() {
+        use rnnlab_cells::{NormConfig, NormPlacement};
+        use rnnlab_init::{Init, Rescale};
+        let in_f32 = |cfg: TrainConfig, field: &str| {
+            assert!(cfg.validate_in::<f64>().is_ok(), "{field}: fine in f64");
+            let e = cfg.validate_in::<f32>().unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains("f32"), "{field}: {e}");
+            let e = crate::Trainer::<f32>::new(cfg).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(field), "{field}: {e}");
+        };
+        let with_cell = |cell: CellConfig| {
+            let mut c = ok();
+            c.model.cell = cell;
+            c
+        };
+        in_f32(with_cell(crate::LstmSpec::new().with_forget_bias(1e39).into()), "model.cell.forget_bias");
+        let ln = NormConfig::layer(NormPlacement::Full);
+        in_f32(with_cell(crate::LstmSpec::new().with_norm(ln.clone().with_eps(1e-50)).into()), "model.cell.norm.eps");
+        in_f32(
+            with_cell(crate::GruSpec::new().with_norm(ln.with_gamma_init(1e39)).into()),
+            "model.cell.norm.gamma_init",
+        );
+        let rescaled = Init::rescaled(Init::Orthogonal { gain: 1.0 }, Rescale::SpectralRadius(1e39));
+        in_f32(with_cell(crate::RnnSpec::new().with_w_hh_init(rescaled).into()), "model.cell.w_hh_init.target");
+        let mut c = ok();
+        c.model.readout.weight_init = Init::Constant { value: -1e300 };
+        in_f32(c, "model.readout.weight_init.value");
+        let mut c = ok();
+        c.optimizer = AdamConfig::new(1e-3).with_eps(1e-50).into();
+        in_f32(c, "optimizer.eps");
+        let mut c = ok();
+        c.optimizer = SgdConfig::new(1e39).into();
+        in_f32(c, "optimizer.lr");
+    }
+
+    #[test]
+    fn sizes_are_named_by_the_field_the_user_wrote() {
+        let mut c = ok();
+        c.model.hidden_dim = 1 << 21;
+        rejected(c, "model.hidden_dim = 2097152 is over the limit of 1048576");
+        let mut c = ok();
+        c.task = AddingConfig::new(usize::MAX).into();
+        rejected(c, "task.seq_len");
+        let mut c = ok();
+        c.task = rnnlab_tasks::CopyMemoryConfig::new(usize::MAX).into();
+        rejected(c, "delay + 2·n_copy");
+        rejected(ok().with_batch_size(usize::MAX), "batch_size");
+        rejected(ok().with_eval_batch(usize::MAX), "eval_batch");
+        let e = serde_json::from_str::<TrainConfig>("[]").unwrap_err().to_string();
+        assert!(e.contains("expected a map (JSON object) for TrainConfig"), "{e}");
     }
 
     #[test]

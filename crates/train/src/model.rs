@@ -4,8 +4,8 @@
 use ndarray::{Array1, Array3, ArrayD, ArrayView3, Axis, s};
 use rnnlab_cells::{Backward, BackwardOptions, Bidirectional, GruVariant, Linear, LinearConfig, OutputGrad, Recurrent};
 use rnnlab_core::{
-    Cell, Error, Float, Layer, ParamView, ParamViewMut, Parameterized, Result, Rng, State, seeded_rng, validate,
-    visit_prefixed, visit_prefixed_mut,
+    Cell, Error, Float, Layer, ParamView, ParamViewMut, Parameterized, Result, Rng, State, limits, seeded_rng,
+    validate, visit_prefixed, visit_prefixed_mut,
 };
 use rnnlab_init::Init;
 use rnnlab_tasks::{Batch, Targets, Task};
@@ -16,13 +16,14 @@ use crate::{AnyCell, CellConfig, LossKind, LossValue, Stack, StackForward, mse, 
 /// How the linear read-out `head` is initialised; defaults are [`LinearConfig`]'s
 /// (Xavier-uniform weight, zero bias).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct ReadoutConfig {
     /// Initialiser of `head.weight` `[output_dim, hidden_dim]`.
     pub weight_init: Init,
     /// Initialiser of `head.bias` `[output_dim]`.
     pub bias_init: Init,
 }
+rnnlab_core::serde_map_only!(ReadoutConfig);
 
 impl Default for ReadoutConfig {
     fn default() -> Self {
@@ -58,7 +59,7 @@ fn one() -> usize {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct ModelConfig {
     /// Features per input step.
     pub input_dim: usize,
@@ -86,6 +87,7 @@ pub struct ModelConfig {
     #[serde(default)]
     pub seed: u64,
 }
+rnnlab_core::serde_map_only!(ModelConfig);
 
 impl ModelConfig {
     /// A one-layer model with the default read-out and seed 0.
@@ -152,31 +154,63 @@ impl ModelConfig {
 
     /// Checks sizes, the cell and the read-out.
     ///
+    /// Sizes against [`limits`], before anything is allocated: `input_dim`, `hidden_dim` and
+    /// `output_dim` in `1..=MAX_DIM`, `n_layers` in `1..=MAX_LAYERS`, each layer's `w_ih` and
+    /// `w_hh` (`[gates·hidden_dim, width]`), all layers' weights together, the read-out
+    /// `[output_dim, width]` and batch norm's running statistics `[time_steps,
+    /// gates·hidden_dim]` within `MAX_ELEMENTS`, each error naming the field to change.
+    ///
     /// # Errors
-    /// [`Error::Config`] for a zero `input_dim`, `output_dim`, `hidden_dim` or `n_layers`, as
-    /// [`CellConfig::validate`], or for an invalid read-out initialiser.
+    /// [`Error::Config`] for a size that is 0 or over its limit, as [`CellConfig::validate`]
+    /// (under `cell.`), or for an invalid read-out initialiser (under `readout.`).
     pub fn validate(&self) -> Result<()> {
         const OP: &str = "ModelConfig";
-        validate::positive_size(OP, "input_dim", self.input_dim)?;
-        validate::positive_size(OP, "output_dim", self.output_dim)?;
-        validate::positive_size(OP, "hidden_dim", self.hidden_dim)?;
-        validate::positive_size(OP, "n_layers", self.n_layers)?;
-        self.cell.validate()?;
-        self.readout.weight_init.validate()?;
-        self.readout.bias_init.validate()
+        limits::size(OP, "input_dim", self.input_dim, limits::MAX_DIM)?;
+        limits::size(OP, "output_dim", self.output_dim, limits::MAX_DIM)?;
+        limits::size(OP, "hidden_dim", self.hidden_dim, limits::MAX_DIM)?;
+        limits::size(OP, "n_layers", self.n_layers, limits::MAX_LAYERS)?;
+        let gates = self.cell.gates();
+        let width = self.input_dim.max(self.output_width());
+        let field = if self.input_dim > self.output_width() { "input_dim" } else { "hidden_dim" };
+        let per_layer = limits::checked_elements(OP, field, &[gates, self.hidden_dim, width])?;
+        let directions = if self.bidirectional { 2 } else { 1 };
+        limits::checked_elements(OP, "n_layers", &[self.n_layers, directions, 2, per_layer])?;
+        limits::checked_elements(OP, "output_dim", &[self.output_dim, self.output_width()])?;
+        if let Some(norm) = self.cell.norm() {
+            limits::checked_elements(OP, "cell.norm.time_steps", &[norm.time_steps, gates, self.hidden_dim])?;
+        }
+        self.cell.validate().map_err(|e| e.within(OP, "cell"))?;
+        self.readout.weight_init.validate().map_err(|e| e.within(OP, "readout.weight_init"))?;
+        self.readout.bias_init.validate().map_err(|e| e.within(OP, "readout.bias_init"))
+    }
+
+    /// [`ModelConfig::validate`], then every value in the model's float `F`
+    /// ([`CellConfig::validate_in`], [`Init::validate_in`]): an ε of 1e-50 or a forget bias of
+    /// 1e39 passes in `f64` and is 0 or ∞ in `f32`.
+    ///
+    /// # Errors
+    /// As [`ModelConfig::validate`], and [`Error::Config`] naming the field whose value is not
+    /// usable in `F`.
+    pub fn validate_in<F: Float>(&self) -> Result<()> {
+        const OP: &str = "ModelConfig";
+        self.validate()?;
+        self.cell.validate_in::<F>().map_err(|e| e.within(OP, "cell"))?;
+        self.readout.weight_init.validate_in::<F>().map_err(|e| e.within(OP, "readout.weight_init"))?;
+        self.readout.bias_init.validate_in::<F>().map_err(|e| e.within(OP, "readout.bias_init"))
     }
 
     /// Validates, then draws the parameters from `seeded_rng(seed)`: layer 0, 1, … (each layer's
     /// forward cell, then its reverse cell when bidirectional), then the head.
     ///
     /// # Errors
-    /// As [`ModelConfig::validate`].
+    /// As [`ModelConfig::validate_in`].
     pub fn build<F: Float>(&self) -> Result<SeqModel<F>> {
-        self.validate()?;
+        self.validate_in::<F>()?;
         let mut rng = seeded_rng(self.seed);
         let cells = (self.cell_inputs().into_iter())
             .map(|(_, input)| self.cell.init::<F>(input, self.hidden_dim, &mut rng))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| e.within("ModelConfig::build", "cell"))?;
         self.finish(cells, &mut rng)
     }
 
@@ -210,7 +244,7 @@ impl ModelConfig {
         mut make_cell: impl FnMut(usize, usize, &mut Rng) -> Result<C>,
     ) -> Result<SeqModel<F, C>> {
         const OP: &str = "ModelConfig::build_with";
-        self.validate()?;
+        self.validate_in::<F>()?;
         let CellConfig::Custom(spec) = &self.cell else {
             return Err(Error::config(
                 OP,
@@ -267,7 +301,8 @@ impl ModelConfig {
         let head = LinearConfig::new(self.output_width(), self.output_dim)
             .with_weight_init(self.readout.weight_init.clone())
             .with_bias_init(self.readout.bias_init.clone())
-            .init::<F>(rng)?;
+            .init::<F>(rng)
+            .map_err(|e| e.within("ModelConfig::build", "readout"))?;
         let rnn = if self.bidirectional {
             let mut cells = cells.into_iter();
             let mut pairs = Vec::with_capacity(self.n_layers);

@@ -78,9 +78,9 @@ impl<F: Float> Trainer<F> {
     /// sequences drawn once from `eval_seed`).
     ///
     /// # Errors
-    /// As [`TrainConfig::validate`].
+    /// As [`TrainConfig::validate_in`] (every value checked in `F`).
     pub fn new(config: TrainConfig) -> Result<Self> {
-        let task = config.validate()?;
+        let task = config.validate_in::<F>()?;
         let model = config.model.build::<F>()?;
         Self::assemble(config, model, Box::new(task))
     }
@@ -101,6 +101,7 @@ impl<F: Float, C: Cell<F>> Trainer<F, C> {
     pub fn with_parts(config: TrainConfig, model: SeqModel<F, C>, data: Box<dyn DataSource<F>>) -> Result<Self> {
         const OP: &str = "Trainer::with_parts";
         config.validate_settings()?;
+        config.settings_in::<F>()?;
         if model.config() != &config.model {
             return Err(Error::config(
                 OP,
@@ -335,7 +336,9 @@ impl<F: Float, C: Cell<F>> Trainer<F, C> {
         let lr = self.config.schedule.lr_at(self.config.optimizer.lr(), t)?;
         let (pre_clip_norm, clip_fired) = if finite.should_step() {
             let report = clip(&mut self.model, &self.config.clip)?;
-            self.optimizer.set_lr(lr)?;
+            // The schedule's rate is at most the base rate, checked in F when the trainer was
+            // built; an error would come from the schedule, so it is named.
+            self.optimizer.set_lr(lr).map_err(|e| e.within("Trainer::run", "schedule"))?;
             self.optimizer.step(&mut self.model)?;
             (report.pre_norm, report.fired)
         } else {

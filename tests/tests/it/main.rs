@@ -6,6 +6,7 @@ mod checkpoint_crash;
 mod custom_cells;
 mod determinism;
 mod hostile_inputs;
+mod limits;
 mod memory;
 mod model_gradients;
 mod training_step;

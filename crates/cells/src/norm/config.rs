@@ -1,7 +1,7 @@
 //! What a normalised recurrent cell normalises, and how: [`NormConfig`], [`NormKind`],
 //! [`NormPlacement`].
 
-use rnnlab_core::{Error, Result, validate};
+use rnnlab_core::{Error, Result, limits, validate};
 use serde::{Deserialize, Serialize};
 
 /// Which normalisation a cell applies.
@@ -54,6 +54,7 @@ pub enum NormPlacement {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct NormConfig {
     /// Layer or batch normalisation.
     pub kind: NormKind,
@@ -68,6 +69,7 @@ pub struct NormConfig {
     /// T_max, the number of steps with their own batch-norm statistics (≥ 1).
     pub time_steps: usize,
 }
+rnnlab_core::serde_map_only!(NormConfig);
 
 impl NormConfig {
     /// Layer normalisation at `placement`: γ₀ = 1, β₀ = 0 (Ba et al.), ε = 1e-5.
@@ -109,7 +111,7 @@ impl NormConfig {
     ///
     /// # Errors
     /// [`Error::Config`] for `eps` not finite and > 0, a non-finite `gamma_init`, `momentum`
-    /// outside `[0, 1]` (or NaN), or `time_steps = 0`.
+    /// outside `[0, 1]` (or NaN), or `time_steps` 0 or over [`limits::MAX_SEQ_LEN`].
     pub fn validate(&self) -> Result<()> {
         let op = "NormConfig";
         validate::positive_param(op, "eps", self.eps)?;
@@ -117,7 +119,24 @@ impl NormConfig {
         if !(self.momentum.is_finite() && (0.0..=1.0).contains(&self.momentum)) {
             return Err(Error::config(op, format!("momentum must be finite and in [0, 1], got {}", self.momentum)));
         }
-        validate::positive_size(op, "time_steps", self.time_steps)
+        limits::size(op, "time_steps", self.time_steps, limits::MAX_SEQ_LEN).map(drop)
+    }
+
+    /// [`NormConfig::validate`], then the values in the model's float `F` (an `eps` of 1e-50
+    /// is 0 in `f32`, a `gamma_init` of 1e39 is ∞) and the running statistics
+    /// `[time_steps, n_features]` against [`limits::MAX_ELEMENTS`].
+    ///
+    /// # Errors
+    /// As [`NormConfig::validate`], and [`Error::Config`] naming the value or size.
+    pub fn validate_in<F: rnnlab_core::Float>(&self, n_features: usize) -> Result<()> {
+        let op = "NormConfig";
+        self.validate()?;
+        validate::positive_in::<F>(op, "eps", self.eps)?;
+        validate::finite_in::<F>(op, "gamma_init", self.gamma_init)?;
+        if self.kind == NormKind::Batch {
+            limits::checked_elements(op, "time_steps", &[self.time_steps, n_features])?;
+        }
+        Ok(())
     }
 
     /// The `Cell::name()` of a normalised cell: `"ln_"`/`"bn_"` + `base` (+ `"_input"` for

@@ -25,12 +25,14 @@ use crate::{GruConfig, GruVariant};
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct NormGruConfig {
     /// Sizes and initialisers, as for the plain cell (reset-after only).
     pub base: GruConfig,
     /// The normalisation.
     pub norm: NormConfig,
 }
+rnnlab_core::serde_map_only!(NormGruConfig);
 
 impl NormGruConfig {
     /// A configuration from its two parts.

@@ -27,12 +27,14 @@ use crate::views::{check_at_least, check_view, slice, slice_mut};
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct NormLstmConfig {
     /// Sizes, forget bias and initialisers, as for the plain cell.
     pub base: LstmConfig,
     /// The normalisation.
     pub norm: NormConfig,
 }
+rnnlab_core::serde_map_only!(NormLstmConfig);
 
 impl NormLstmConfig {
     /// A configuration from its two parts.

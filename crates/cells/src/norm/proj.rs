@@ -104,9 +104,9 @@ impl<F: Float> NormProj<F> {
         gates: usize,
         (w_ih, w_hh, b_ih, b_hh): PlainParams<F>,
     ) -> Result<Self> {
-        cfg.validate()?;
         check_param_shapes(op, gates, &w_ih, &w_hh, &b_ih, &b_hh)?;
         let p = w_hh.nrows();
+        cfg.validate_in::<F>(p).map_err(|e| e.within(op, "norm"))?;
         Ok(Self {
             w_ih: Param::new(w_ih),
             w_hh: Param::new(w_hh),

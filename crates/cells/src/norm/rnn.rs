@@ -24,12 +24,14 @@ use crate::views::{check_at_least, check_view, slice, slice_mut};
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct NormRnnConfig {
     /// Sizes, activation and initialisers, as for the plain cell.
     pub base: RnnConfig,
     /// The normalisation.
     pub norm: NormConfig,
 }
+rnnlab_core::serde_map_only!(NormRnnConfig);
 
 impl NormRnnConfig {
     /// A configuration from its two parts.

@@ -35,6 +35,7 @@ pub enum GruVariant {
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct GruConfig {
     /// Input width I.
     pub input_dim: usize,
@@ -49,6 +50,7 @@ pub struct GruConfig {
     /// Initialiser of both biases.
     pub bias_init: Init,
 }
+rnnlab_core::serde_map_only!(GruConfig);
 
 impl GruConfig {
     /// The default configuration for the given sizes.
@@ -93,13 +95,12 @@ impl GruConfig {
     /// [`rnnlab_core::Error::Config`] for a zero size or an invalid initialiser.
     pub fn init<F: Float>(&self, rng: &mut Rng) -> Result<Gru<F>> {
         let op = "GruConfig::init";
-        rnnlab_core::validate::positive_size(op, "input_dim", self.input_dim)?;
-        rnnlab_core::validate::positive_size(op, "hidden_dim", self.hidden_dim)?;
+        super::check_dims(op, 3, self.input_dim, self.hidden_dim)?;
         let (i, h) = (self.input_dim, self.hidden_dim);
-        let w_ih = self.w_ih_init.packed::<F>(3, h, i, rng)?;
-        let w_hh = self.w_hh_init.packed::<F>(3, h, h, rng)?;
-        let b_ih = self.bias_init.array1::<F>(3 * h, rng)?;
-        let b_hh = self.bias_init.array1::<F>(3 * h, rng)?;
+        let w_ih = self.w_ih_init.packed::<F>(3, h, i, rng).map_err(|e| e.within(op, "w_ih_init"))?;
+        let w_hh = self.w_hh_init.packed::<F>(3, h, h, rng).map_err(|e| e.within(op, "w_hh_init"))?;
+        let b_ih = self.bias_init.array1::<F>(3 * h, rng).map_err(|e| e.within(op, "bias_init"))?;
+        let b_hh = self.bias_init.array1::<F>(3 * h, rng).map_err(|e| e.within(op, "bias_init"))?;
         Gru::from_params(self.variant, w_ih, w_hh, b_ih, b_hh)
     }
 }

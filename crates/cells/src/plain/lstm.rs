@@ -32,6 +32,7 @@ use crate::views::{check_step, slice, slice_mut};
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LstmConfig {
     /// Input width I.
     pub input_dim: usize,
@@ -46,6 +47,7 @@ pub struct LstmConfig {
     /// Initialiser of both biases before the forget bias is set (default zeros).
     pub bias_init: Init,
 }
+rnnlab_core::serde_map_only!(LstmConfig);
 
 impl LstmConfig {
     /// The default configuration for the given sizes.
@@ -91,14 +93,13 @@ impl LstmConfig {
     /// initialiser.
     pub fn init<F: Float>(&self, rng: &mut Rng) -> Result<Lstm<F>> {
         let op = "LstmConfig::init";
-        rnnlab_core::validate::positive_size(op, "input_dim", self.input_dim)?;
-        rnnlab_core::validate::positive_size(op, "hidden_dim", self.hidden_dim)?;
-        rnnlab_core::validate::finite_param(op, "forget_bias", self.forget_bias)?;
+        super::check_dims(op, 4, self.input_dim, self.hidden_dim)?;
+        rnnlab_core::validate::finite_in::<F>(op, "forget_bias", self.forget_bias)?;
         let (i, h) = (self.input_dim, self.hidden_dim);
-        let w_ih = self.w_ih_init.packed::<F>(4, h, i, rng)?;
-        let w_hh = self.w_hh_init.packed::<F>(4, h, h, rng)?;
-        let mut b_ih = self.bias_init.array1::<F>(4 * h, rng)?;
-        let b_hh = self.bias_init.array1::<F>(4 * h, rng)?;
+        let w_ih = self.w_ih_init.packed::<F>(4, h, i, rng).map_err(|e| e.within(op, "w_ih_init"))?;
+        let w_hh = self.w_hh_init.packed::<F>(4, h, h, rng).map_err(|e| e.within(op, "w_hh_init"))?;
+        let mut b_ih = self.bias_init.array1::<F>(4 * h, rng).map_err(|e| e.within(op, "bias_init"))?;
+        let b_hh = self.bias_init.array1::<F>(4 * h, rng).map_err(|e| e.within(op, "bias_init"))?;
         b_ih.slice_mut(s![h..2 * h]).fill(F::of(self.forget_bias));
         Lstm::from_params(w_ih, w_hh, b_ih, b_hh)
     }

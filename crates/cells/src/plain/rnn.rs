@@ -32,6 +32,7 @@ use crate::views::{check_step, slice, slice_mut};
 /// # Ok::<(), rnnlab_core::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct RnnConfig {
     /// Input width I.
     pub input_dim: usize,
@@ -46,6 +47,7 @@ pub struct RnnConfig {
     /// Initialiser of both biases.
     pub bias_init: Init,
 }
+rnnlab_core::serde_map_only!(RnnConfig);
 
 impl RnnConfig {
     /// The default configuration for the given sizes.
@@ -90,13 +92,12 @@ impl RnnConfig {
     /// [`rnnlab_core::Error::Config`] for a zero size, an invalid activation or initialiser.
     pub fn init<F: Float>(&self, rng: &mut Rng) -> Result<Rnn<F>> {
         let op = "RnnConfig::init";
-        rnnlab_core::validate::positive_size(op, "input_dim", self.input_dim)?;
-        rnnlab_core::validate::positive_size(op, "hidden_dim", self.hidden_dim)?;
+        super::check_dims(op, 1, self.input_dim, self.hidden_dim)?;
         let (i, h) = (self.input_dim, self.hidden_dim);
-        let w_ih = self.w_ih_init.array2::<F>(h, i, rng)?;
-        let w_hh = self.w_hh_init.array2::<F>(h, h, rng)?;
-        let b_ih = self.bias_init.array1::<F>(h, rng)?;
-        let b_hh = self.bias_init.array1::<F>(h, rng)?;
+        let w_ih = self.w_ih_init.array2::<F>(h, i, rng).map_err(|e| e.within(op, "w_ih_init"))?;
+        let w_hh = self.w_hh_init.array2::<F>(h, h, rng).map_err(|e| e.within(op, "w_hh_init"))?;
+        let b_ih = self.bias_init.array1::<F>(h, rng).map_err(|e| e.within(op, "bias_init"))?;
+        let b_hh = self.bias_init.array1::<F>(h, rng).map_err(|e| e.within(op, "bias_init"))?;
         Rnn::from_params(self.activation, w_ih, w_hh, b_ih, b_hh)
     }
 }

@@ -461,12 +461,62 @@ fn rescale_errors_propagate() {
 
 #[test]
 fn values_not_finite_in_f32_are_rejected() {
+    // a parameter that overflows f32 is a config error naming it, before anything is drawn
     let init = Init::Constant { value: 1e300 };
     let mut rng = seeded_rng(0);
     assert!(init.array2::<f64>(2, 2, &mut rng).is_ok());
-    assert!(matches!(init.array2::<f32>(2, 2, &mut rng), Err(Error::NonFinite { .. })));
-    assert!(matches!(init.array1::<f32>(2, &mut rng), Err(Error::NonFinite { .. })));
-    assert!(matches!(init.packed::<f32>(2, 2, 2, &mut rng), Err(Error::NonFinite { .. })));
+    for r in [
+        init.array2::<f32>(2, 2, &mut rng),
+        init.array1::<f32>(2, &mut rng).map(|a| a.insert_axis(Axis(0))),
+        init.packed::<f32>(2, 2, 2, &mut rng),
+    ] {
+        let e = r.unwrap_err();
+        assert!(
+            matches!(e, Error::Config { .. })
+                && e.to_string().contains("value must be finite, got 1e300 (it overflows f32)"),
+            "{e}"
+        );
+    }
+    let target = Init::rescaled(Init::Orthogonal { gain: 1.0 }, Rescale::MaxSingularValue(1e39));
+    assert!(target.array2::<f64>(3, 3, &mut rng).is_ok());
+    let e = target.array2::<f32>(3, 3, &mut rng).unwrap_err().to_string();
+    assert!(e.contains("Init::Rescaled") && e.contains("target must be finite, got 1e39"), "{e}");
+    let gain = Init::XavierUniform { gain: 1e39 };
+    assert!(gain.array2::<f32>(3, 3, &mut rng).unwrap_err().to_string().contains("gain"));
+    // finite parameters whose draws overflow f32 are caught after the draw
+    let wide = Init::Normal { mean: 3e38, std: 1e38 };
+    assert!(matches!(wide.array2::<f32>(8, 8, &mut rng), Err(Error::NonFinite { .. })));
+}
+
+#[test]
+fn sizes_over_the_limit_are_refused_before_the_draw() {
+    let mut rng = seeded_rng(0);
+    let e = Init::Zeros.array2::<f32>(1 << 20, 1 << 20, &mut rng).unwrap_err().to_string();
+    assert!(e.contains("over the limit"), "{e}");
+    let e = Init::Zeros.packed::<f32>(4, usize::MAX / 2, 3, &mut rng).unwrap_err().to_string();
+    assert!(e.contains("overflows"), "{e}");
+}
+
+#[test]
+fn serde_refuses_unknown_fields_and_array_forms() {
+    let ok = [
+        r#""zeros""#,
+        r#"{"orthogonal": {"gain": 1.0}}"#,
+        r#"{"rescaled": {"base": {"orthogonal": {"gain": 1.0}}, "target": {"spectral_radius": 0.9}}}"#,
+    ];
+    for json in ok {
+        assert!(serde_json::from_str::<Init>(json).is_ok(), "{json}");
+    }
+    let bad = [
+        r#"{"orthogonal": {"gain": 1.0, "gian": 2.0}}"#,
+        r#"{"orthogonal": [1.0]}"#,
+        r#"{"uniform": [-1.0, 1.0]}"#,
+        r#"{"rescaled": {"base": {"orthogonal": [1.0]}, "target": {"spectral_radius": 0.9}}}"#,
+        r#"{"rescaled": [{"orthogonal": {"gain": 1.0}}, {"spectral_radius": 0.9}]}"#,
+    ];
+    for json in bad {
+        assert!(serde_json::from_str::<Init>(json).is_err(), "{json}");
+    }
 }
 
 /// The message of an `Err`, or "" for `Ok` (so the assertion on the message fails).
