@@ -9,7 +9,7 @@ use rnnlab_core::{Error, Float, Result};
 
 use crate::ActivationKind;
 use crate::kind::{SELU_ALPHA, SELU_LAMBDA};
-use crate::kind::{elu, elu_df, gelu, gelu_df, hard_tanh, leaky, relu};
+use crate::kind::{elu, elu_df, gelu, gelu_df, hard_tanh, leaky, relu, selu, softsign};
 
 impl ActivationKind {
     /// In place y = f(x) for every element of `x` (see the table on [`ActivationKind`]).
@@ -25,7 +25,6 @@ impl ActivationKind {
     /// assert_eq!(v, [0.0, 0.0, 2.0]);
     /// ```
     pub fn forward_slice<F: Float>(&self, x: &mut [F]) {
-        let one = F::one();
         match *self {
             Self::Sigmoid => x.iter_mut().for_each(|v| *v = F::sigmoid_fast(*v)),
             Self::Tanh => x.iter_mut().for_each(|v| *v = F::tanh_fast(*v)),
@@ -39,12 +38,9 @@ impl ActivationKind {
                 x.iter_mut().for_each(|v| *v = elu(*v, alpha));
             }
             Self::Identity => {}
-            Self::Softsign => x.iter_mut().for_each(|v| *v /= one + v.abs()),
+            Self::Softsign => x.iter_mut().for_each(|v| *v = softsign(*v)),
             Self::HardTanh => x.iter_mut().for_each(|v| *v = hard_tanh(*v)),
-            Self::Selu => {
-                let (lambda, alpha) = (F::of(SELU_LAMBDA), F::of(SELU_ALPHA));
-                x.iter_mut().for_each(|v| *v = lambda * elu(*v, alpha));
-            }
+            Self::Selu => x.iter_mut().for_each(|v| *v = selu(*v)),
             Self::Gelu => x.iter_mut().for_each(|v| *v = gelu(*v)),
         }
     }

@@ -476,3 +476,25 @@ fn forward_refuses_non_finite_weights_naming_the_parameter() {
         assert!(matches!(e, Error::NonFinite { .. }) && e.to_string().contains("layers.0.b_hh"), "{e}");
     }
 }
+
+#[test]
+fn linear_refuses_non_finite_inputs_weights_and_gradients() {
+    use rnnlab_core::Layer;
+    let mut lin = LinearConfig::new(2, 3).init::<f64>(&mut seeded_rng(10)).unwrap();
+    let x = Array2::from_shape_vec((2, 2), vec![0.5, -1.0, f64::NAN, 2.0]).unwrap();
+    let e = lin.apply(x.view()).unwrap_err();
+    assert!(matches!(e, Error::NonFinite { .. }) && e.to_string().contains("input"), "{e}");
+    assert!(lin.forward(x.view()).is_err());
+    let ok = Array2::from_elem((2, 2), 0.5);
+    let (y, cache) = lin.forward(ok.view()).unwrap();
+    assert!(y.iter().all(|v| v.is_finite()));
+    let g = Array2::from_elem((2, 3), f64::INFINITY);
+    assert!(matches!(lin.backward(&cache, g.view()), Err(Error::NonFinite { .. })));
+    lin.visit_params_mut(&mut |name, mut p| {
+        if name == "weight" {
+            p.value[[1, 1]] = f64::NEG_INFINITY;
+        }
+    });
+    let e = lin.apply(ok.view()).unwrap_err();
+    assert!(e.to_string().contains("weight"), "{e}");
+}
