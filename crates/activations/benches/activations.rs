@@ -27,8 +27,10 @@ fn forward_backward(c: &mut Criterion) {
                 grad.fill(1.0);
                 kind.forward_slice(black_box(&mut y[..]));
                 match output_derivative {
-                    Some(d) => d.backward(black_box(&y[..]), black_box(&mut grad[..])),
-                    None => kind.backward_from_input(black_box(&input[..]), black_box(&mut grad[..])),
+                    Some(d) => d.backward(black_box(&y[..]), black_box(&mut grad[..])).expect("equal lengths"),
+                    None => kind
+                        .backward_from_input(black_box(&input[..]), black_box(&mut grad[..]))
+                        .expect("equal lengths"),
                 }
                 black_box(grad[N / 2])
             });

@@ -177,7 +177,6 @@ impl ActivationKind {
     /// ```
     #[inline(always)]
     pub fn f<F: Float>(&self, x: F) -> F {
-        let one = F::one();
         match *self {
             Self::Sigmoid => F::sigmoid_fast(x),
             Self::Tanh => F::tanh_fast(x),
@@ -185,9 +184,9 @@ impl ActivationKind {
             Self::LeakyRelu { slope } => leaky(x, F::of(slope)),
             Self::Elu { alpha } => elu(x, F::of(alpha)),
             Self::Identity => x,
-            Self::Softsign => x / (one + x.abs()),
+            Self::Softsign => softsign(x),
             Self::HardTanh => hard_tanh(x),
-            Self::Selu => F::of(SELU_LAMBDA) * elu(x, F::of(SELU_ALPHA)),
+            Self::Selu => selu(x),
             Self::Gelu => gelu(x),
         }
     }
@@ -318,17 +317,41 @@ fn gelu_parts<F: Float>(x: F) -> (F, F, F) {
     (s, e * r * r, x2)
 }
 
-/// GELU (tanh form) ½x(1 + tanh u) = x·σ(2u), u = c(x + a x³).
+/// GELU (tanh form) ½x(1 + tanh u) = x·σ(2u), u = c(x + a x³). Where σ(2u) is exactly 0
+/// (x < −26 or so, every such x negative) the result is −0, as x·0 is for finite x — and
+/// for x = −∞ too, its limit (x·σ(2u) would be −∞·0 = NaN). gelu(+∞) = +∞, its limit.
 #[inline(always)]
 pub(crate) fn gelu<F: Float>(x: F) -> F {
-    x * gelu_parts(x).0
+    let s = gelu_parts(x).0;
+    if s == F::zero() { -F::zero() } else { x * s }
+}
+
+/// Softsign x/(1 + |x|), with its limits ±1 at ±∞ (∞/∞ would be NaN).
+#[inline(always)]
+pub(crate) fn softsign<F: Float>(x: F) -> F {
+    let y = x / (F::one() + x.abs());
+    if x.is_infinite() { x.signum() } else { y }
+}
+
+/// SELU λ·elu(x, α), saturated at the largest finite value: for finite x > F::MAX/λ the
+/// product λx is not representable, and an activation returns no ∞ for finite input
+/// (+∞ stays +∞, NaN stays NaN).
+#[inline(always)]
+pub(crate) fn selu<F: Float>(x: F) -> F {
+    let y = F::of(SELU_LAMBDA) * elu(x, F::of(SELU_ALPHA));
+    if y == F::infinity() && x.is_finite() { F::max_value() } else { y }
 }
 
 /// GELU′ (tanh form) ½(1 + t) + ½x(1 − t²)·c(1 + 3a x²) = σ(2u) + 2c·x·σ(1−σ)(2u)·(1 + 3a x²).
 #[inline(always)]
 pub(crate) fn gelu_df<F: Float>(x: F) -> F {
     let (s, ds, x2) = gelu_parts(x);
-    // x · ds first: for huge |x| ds is exactly 0, and a constant times x could overflow to ∞ first.
+    // x · ds first: for huge |x| ds is exactly 0, and a constant times x could overflow to ∞
+    // first. Where ds is 0 the term is ±0 for finite x (s + ±0 = s) and 0 in the limit x → ±∞
+    // (∞·0 would be NaN), so it is left out: GELU′(+∞) = 1, GELU′(−∞) = 0.
+    if ds == F::zero() {
+        return s;
+    }
     s + x * ds * F::of(2.0 * GELU_C) * (F::one() + F::of(3.0 * GELU_A) * x2)
 }
 

@@ -91,8 +91,8 @@ impl<F: Float> Layer<F> for Activation {
         let output_derivative = self.kind.output_derivative().ok();
         match (cache.as_slice(), grad.as_slice_mut()) {
             (Some(c), Some(g)) => match output_derivative {
-                Some(d) => d.backward(c, g),
-                None => self.kind.backward_from_input(c, g),
+                Some(d) => d.backward(c, g)?,
+                None => self.kind.backward_from_input(c, g)?,
             },
             // Both are standard layout, so contiguous; the fallback keeps this total.
             _ => Zip::from(&mut grad).and(&cache).for_each(|g, &c| {

@@ -33,7 +33,7 @@ use crate::kind::{SELU_ALPHA, SELU_LAMBDA};
 /// let d = ActivationKind::Tanh.output_derivative()?;
 /// let y = [0.0f32, 0.5];
 /// let mut g = [1.0f32, 1.0];
-/// d.backward(&y, &mut g);
+/// d.backward(&y, &mut g)?;
 /// assert!((g[1] - 0.75).abs() < 1e-7);
 /// assert!(ActivationKind::Gelu.output_derivative().is_err());
 /// # Ok::<(), rnnlab_core::Error>(())
@@ -100,7 +100,8 @@ impl ActivationKind {
     ///
     /// # Errors
     /// As [`ActivationKind::output_derivative`]: [`Error::Config`] for GELU or invalid
-    /// hyper-parameters, in which case `grad` is left unchanged.
+    /// hyper-parameters; [`Error::Shape`] for slices of different lengths. `grad` is then
+    /// left unchanged.
     ///
     /// # Examples
     /// ```
@@ -114,18 +115,16 @@ impl ActivationKind {
     /// # Ok::<(), rnnlab_core::Error>(())
     /// ```
     pub fn backward_from_output<F: Float>(&self, y: &[F], grad: &mut [F]) -> Result<()> {
-        self.output_derivative()?.backward(y, grad);
-        Ok(())
+        self.output_derivative()?.backward(y, grad)
     }
 
     /// `out = g ⊙ f′`, computed from the OUTPUT y = f(x): [`ActivationKind::backward_from_output`]
     /// without first copying `g` into `out` (see [`OutputDerivative::backward_into`]).
     ///
     /// # Errors
-    /// As [`ActivationKind::output_derivative`], in which case `out` is left unchanged.
+    /// As [`ActivationKind::backward_from_output`], in which case `out` is left unchanged.
     pub fn backward_from_output_into<F: Float>(&self, y: &[F], g: &[F], out: &mut [F]) -> Result<()> {
-        self.output_derivative()?.backward_into(y, g, out);
-        Ok(())
+        self.output_derivative()?.backward_into(y, g, out)
     }
 }
 
@@ -208,42 +207,47 @@ impl OutputDerivative {
     /// grad ⊙= f′ computed from the outputs `y` (a hot loop: one match, then one select-only
     /// loop per kind; no allocation).
     ///
-    /// A length mismatch between `y` and `grad` is a `debug_assert_eq!` in debug builds; in
-    /// release builds only the first `min(y.len(), grad.len())` entries are updated (the loop
-    /// zips), never a panic.
+    /// # Errors
+    /// [`Error::Shape`] if `y` and `grad` differ in length (in release builds as in debug
+    /// builds: one comparison before the loop); `grad` is then left unchanged.
     ///
     /// # Examples
     /// ```
     /// use rnnlab_activations::ActivationKind;
     /// let d = ActivationKind::Relu.output_derivative()?;
     /// let mut g = [5.0f32, 5.0];
-    /// d.backward(&[0.0, 2.0], &mut g);
+    /// d.backward(&[0.0, 2.0], &mut g)?;
     /// assert_eq!(g, [0.0, 5.0]);
+    /// assert!(d.backward(&[0.0], &mut g).is_err());
     /// # Ok::<(), rnnlab_core::Error>(())
     /// ```
-    pub fn backward<F: Float>(&self, y: &[F], grad: &mut [F]) {
-        debug_assert_eq!(y.len(), grad.len(), "backward_from_output: y and grad lengths differ");
+    pub fn backward<F: Float>(&self, y: &[F], grad: &mut [F]) -> Result<()> {
+        crate::slices::check_lengths("OutputDerivative::backward", &[("y", y.len())], grad.len())?;
         self.apply(y, None, grad);
+        Ok(())
     }
 
     /// `out = g ⊙ f′` computed from the outputs `y`: [`OutputDerivative::backward`] without
     /// first copying `g` into `out` (one pass instead of two; the same values).
     ///
-    /// Length mismatches are handled as in [`OutputDerivative::backward`]: only the first
-    /// `min` of the three lengths are written.
+    /// # Errors
+    /// [`Error::Shape`] unless `y`, `g` and `out` have one length; `out` is then left
+    /// unchanged.
     ///
     /// # Examples
     /// ```
     /// use rnnlab_activations::ActivationKind;
     /// let d = ActivationKind::Tanh.output_derivative()?;
     /// let mut out = [0.0f64; 2];
-    /// d.backward_into(&[0.0, 0.5], &[2.0, 2.0], &mut out);
+    /// d.backward_into(&[0.0, 0.5], &[2.0, 2.0], &mut out)?;
     /// assert_eq!(out, [2.0, 1.5]);
+    /// assert!(d.backward_into(&[0.0], &[2.0, 2.0], &mut out).is_err());
     /// # Ok::<(), rnnlab_core::Error>(())
     /// ```
-    pub fn backward_into<F: Float>(&self, y: &[F], g: &[F], out: &mut [F]) {
-        debug_assert!(y.len() == g.len() && g.len() == out.len(), "backward_into: lengths differ");
+    pub fn backward_into<F: Float>(&self, y: &[F], g: &[F], out: &mut [F]) -> Result<()> {
+        crate::slices::check_lengths("OutputDerivative::backward_into", &[("y", y.len()), ("g", g.len())], out.len())?;
         self.apply(y, Some(g), out);
+        Ok(())
     }
 
     /// `out ⊙= f′(y)` (`g` = `None`) or `out = g ⊙ f′(y)`: one match, then one select-only loop
@@ -335,7 +339,7 @@ mod tests {
             k.forward_slice(&mut y);
             let g: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 3.0).collect();
             let mut want = g.clone();
-            d.backward(&y, &mut want);
+            d.backward(&y, &mut want).unwrap();
             let mut out = vec![f32::NAN; 37];
             k.backward_from_output_into(&y, &g, &mut out).unwrap();
             assert_eq!(
@@ -354,7 +358,7 @@ mod tests {
             let mut y = xs.clone();
             k.forward_slice(&mut y);
             let mut g = vec![1.5; xs.len()];
-            d.backward(&y, &mut g);
+            d.backward(&y, &mut g).unwrap();
             for i in 0..xs.len() {
                 let want = 1.5 * d.df(y[i]);
                 assert!((g[i] - want).abs() <= 1e-15 * (1.0 + want.abs()), "{k}");

@@ -5,11 +5,11 @@
 //! call (in f32: sigmoid and tanh through the rational [`Float::tanh_fast`], and the
 //! piecewise-linear kinds).
 
-use rnnlab_core::Float;
+use rnnlab_core::{Error, Float, Result};
 
 use crate::ActivationKind;
 use crate::kind::{SELU_ALPHA, SELU_LAMBDA};
-use crate::kind::{elu, elu_df, gelu, gelu_df, hard_tanh, leaky, relu};
+use crate::kind::{elu, elu_df, gelu, gelu_df, hard_tanh, leaky, relu, selu, softsign};
 
 impl ActivationKind {
     /// In place y = f(x) for every element of `x` (see the table on [`ActivationKind`]).
@@ -25,7 +25,6 @@ impl ActivationKind {
     /// assert_eq!(v, [0.0, 0.0, 2.0]);
     /// ```
     pub fn forward_slice<F: Float>(&self, x: &mut [F]) {
-        let one = F::one();
         match *self {
             Self::Sigmoid => x.iter_mut().for_each(|v| *v = F::sigmoid_fast(*v)),
             Self::Tanh => x.iter_mut().for_each(|v| *v = F::tanh_fast(*v)),
@@ -39,32 +38,33 @@ impl ActivationKind {
                 x.iter_mut().for_each(|v| *v = elu(*v, alpha));
             }
             Self::Identity => {}
-            Self::Softsign => x.iter_mut().for_each(|v| *v /= one + v.abs()),
+            Self::Softsign => x.iter_mut().for_each(|v| *v = softsign(*v)),
             Self::HardTanh => x.iter_mut().for_each(|v| *v = hard_tanh(*v)),
-            Self::Selu => {
-                let (lambda, alpha) = (F::of(SELU_LAMBDA), F::of(SELU_ALPHA));
-                x.iter_mut().for_each(|v| *v = lambda * elu(*v, alpha));
-            }
+            Self::Selu => x.iter_mut().for_each(|v| *v = selu(*v)),
             Self::Gelu => x.iter_mut().for_each(|v| *v = gelu(*v)),
         }
     }
 
     /// grad ⊙= f′(x), from the INPUT x; valid for every kind (the only backward for GELU).
     ///
-    /// This is an internal hot loop: a length mismatch between `x` and `grad` is a
-    /// `debug_assert_eq!` in debug builds; in release builds only the first
-    /// `min(x.len(), grad.len())` entries are updated (the loop zips), never a panic.
+    /// A hot loop: one length comparison, then one select-only loop per kind.
+    ///
+    /// # Errors
+    /// [`rnnlab_core::Error::Shape`] if `x` and `grad` differ in length (in release builds as
+    /// in debug builds); `grad` is then left unchanged.
     ///
     /// # Examples
     /// ```
     /// use rnnlab_activations::ActivationKind;
     /// let x = [0.0f64, 100.0];
     /// let mut g = [2.0f64, 2.0];
-    /// ActivationKind::Gelu.backward_from_input(&x, &mut g);
+    /// ActivationKind::Gelu.backward_from_input(&x, &mut g)?;
     /// assert!((g[0] - 1.0).abs() < 1e-15 && (g[1] - 2.0).abs() < 1e-15);
+    /// assert!(ActivationKind::Tanh.backward_from_input(&x[..1], &mut g).is_err());
+    /// # Ok::<(), rnnlab_core::Error>(())
     /// ```
-    pub fn backward_from_input<F: Float>(&self, x: &[F], grad: &mut [F]) {
-        debug_assert_eq!(x.len(), grad.len(), "backward_from_input: x and grad lengths differ");
+    pub fn backward_from_input<F: Float>(&self, x: &[F], grad: &mut [F]) -> Result<()> {
+        check_lengths("ActivationKind::backward_from_input", &[("x", x.len())], grad.len())?;
         let zero = F::zero();
         let one = F::one();
         let pairs = grad.iter_mut().zip(x);
@@ -98,6 +98,19 @@ impl ActivationKind {
             }
             Self::Gelu => pairs.for_each(|(g, &x)| *g *= gelu_df(x)),
         }
+        Ok(())
+    }
+}
+
+/// `Err(Shape)` naming `op` unless each of `others` (name, length) has `len` values: the one
+/// check of the backward slice loops, the same in release and debug builds.
+#[inline]
+pub(crate) fn check_lengths(op: &str, others: &[(&str, usize)], len: usize) -> Result<()> {
+    match others.iter().find(|(_, n)| *n != len) {
+        None => Ok(()),
+        Some((what, n)) => {
+            Err(Error::shape(op, format!("{what} of {len} values (the gradient's length)"), format!("{n}")))
+        }
     }
 }
 
@@ -113,7 +126,7 @@ mod tests {
             k.forward_slice(&mut y);
             let mut g: Vec<f64> = xs.iter().map(|x| 0.5 + x.sin()).collect();
             let g0 = g.clone();
-            k.backward_from_input(&xs, &mut g);
+            k.backward_from_input(&xs, &mut g).unwrap();
             for i in 0..xs.len() {
                 assert!((y[i] - k.f(xs[i])).abs() <= 1e-15 * (1.0 + y[i].abs()), "{k} f at {}", xs[i]);
                 let want = g0[i] * k.df(xs[i]);
@@ -127,7 +140,7 @@ mod tests {
         for k in ActivationKind::ALL {
             let mut e: [f32; 0] = [];
             k.forward_slice(&mut e);
-            k.backward_from_input(&[], &mut e);
+            k.backward_from_input(&[], &mut e).unwrap();
         }
     }
 

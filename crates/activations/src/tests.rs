@@ -30,10 +30,10 @@ fn derivatives_match_central_differences_from_input_and_output() {
         let mut ys = xs.clone();
         k.forward_slice(&mut ys);
         let mut g_in = vec![1.0; xs.len()];
-        k.backward_from_input(&xs, &mut g_in);
+        k.backward_from_input(&xs, &mut g_in).unwrap();
         let mut g_out = vec![1.0; xs.len()];
         if let Some(d) = d_out {
-            d.backward(&ys, &mut g_out);
+            d.backward(&ys, &mut g_out).unwrap();
         }
         for (i, &x) in xs.iter().enumerate() {
             let fd = (k.f(x + h) - k.f(x - h)) / (2.0 * h);
@@ -96,12 +96,12 @@ fn f32_slices_agree_with_f64() {
         k.forward_slice(&mut y32);
         k.forward_slice(&mut y64);
         let (mut gi32, mut gi64) = (vec![1.0f32; x32.len()], vec![1.0f64; x64.len()]);
-        k.backward_from_input(&x32, &mut gi32);
-        k.backward_from_input(&x64, &mut gi64);
+        k.backward_from_input(&x32, &mut gi32).unwrap();
+        k.backward_from_input(&x64, &mut gi64).unwrap();
         let (mut go32, mut go64) = (vec![1.0f32; x32.len()], vec![1.0f64; x64.len()]);
         if let Ok(d) = k.output_derivative() {
-            d.backward(&y32, &mut go32);
-            d.backward(&y64, &mut go64);
+            d.backward(&y32, &mut go32).unwrap();
+            d.backward(&y64, &mut go64).unwrap();
         }
         for i in 0..x32.len() {
             let x = x64[i];
@@ -160,4 +160,86 @@ fn gelu_tanh_form_is_within_1e_3_of_exact_gelu() {
         worst = worst.max((ActivationKind::Gelu.f(x) - exact).abs());
     }
     assert!(worst < 1e-3, "worst {worst}");
+}
+
+/// The limits at ±∞ (lower, upper) of every kind of [`kinds`].
+fn limits(k: ActivationKind) -> (f64, f64) {
+    use crate::{SELU_ALPHA, SELU_LAMBDA};
+    match k {
+        ActivationKind::Sigmoid => (0.0, 1.0),
+        ActivationKind::Tanh | ActivationKind::Softsign | ActivationKind::HardTanh => (-1.0, 1.0),
+        ActivationKind::Relu | ActivationKind::Gelu => (0.0, f64::INFINITY),
+        ActivationKind::LeakyRelu { .. } | ActivationKind::Identity => (f64::NEG_INFINITY, f64::INFINITY),
+        ActivationKind::Elu { alpha } => (-alpha, f64::INFINITY),
+        ActivationKind::Selu => (-SELU_LAMBDA * SELU_ALPHA, f64::INFINITY),
+    }
+}
+
+#[test]
+fn every_kind_has_its_limits_at_infinity_and_no_nan() {
+    for k in kinds() {
+        let (lo, hi) = limits(k);
+        for (x, want) in [(f64::NEG_INFINITY, lo), (f64::INFINITY, hi)] {
+            let y = k.f(x);
+            assert!(y == want || close(y, want, 1e-12, 1e-12), "{k}({x}) = {y}, limit {want}");
+            let y32 = k.f(x as f32);
+            assert!(f64::from(y32) == want || close(f64::from(y32), want, 1e-6, 1e-6), "{k}({x}) f32 = {y32}");
+            assert!(!k.df(x).is_nan() && !k.df(x as f32).is_nan(), "{k}′({x}) = {}", k.df(x));
+            // the slice loops agree, and the derivative from the output is not NaN either
+            let mut v = [x, 0.5];
+            k.forward_slice(&mut v);
+            assert!(v[0] == y || (v[0].is_nan() && y.is_nan()), "{k} slice at {x}");
+            let mut g = [1.0, 1.0];
+            k.backward_from_input(&[x, 0.5], &mut g).unwrap();
+            assert!(!g[0].is_nan(), "{k} backward_from_input at {x}");
+            if let Ok(d) = k.output_derivative() {
+                let mut g = [1.0, 1.0];
+                d.backward(&v, &mut g).unwrap();
+                assert!(!g[0].is_nan(), "{k} backward from the output at {x}");
+            }
+        }
+    }
+    // GELU′ tends to 0 and 1, softsign′ to 0.
+    assert_eq!((ActivationKind::Gelu.df(f64::NEG_INFINITY), ActivationKind::Gelu.df(f64::INFINITY)), (0.0, 1.0));
+    assert_eq!(ActivationKind::Softsign.df(f64::INFINITY), 0.0);
+}
+
+#[test]
+fn no_kind_returns_infinity_or_nan_for_finite_input() {
+    for k in kinds() {
+        for x in [f64::MAX, -f64::MAX, 1e300, -1e300, f64::MIN_POSITIVE, -0.0] {
+            let (y, d) = (k.f(x), k.df(x));
+            // identity, ReLU and the ELUs pass huge inputs through: finite in, finite out
+            assert!(y.is_finite() && d.is_finite(), "{k}({x}) = {y}, f′ = {d}");
+        }
+        for x in [f32::MAX, -f32::MAX, 1e38, -1e38] {
+            let (y, d) = (k.f(x), k.df(x));
+            assert!(y.is_finite() && d.is_finite(), "{k}({x}) f32 = {y}, f′ = {d}");
+            let mut v = [x];
+            k.forward_slice(&mut v);
+            assert!(v[0].is_finite(), "{k} slice at {x}: {}", v[0]);
+        }
+    }
+    // SELU saturates at the largest value instead of overflowing.
+    assert_eq!(ActivationKind::Selu.f(f64::MAX), f64::MAX);
+    assert_eq!(ActivationKind::Selu.f(f32::MAX), f32::MAX);
+}
+
+#[test]
+fn backward_loops_refuse_slices_of_different_lengths_leaving_the_gradient() {
+    for k in kinds() {
+        let mut g = [2.0f32, 3.0];
+        let e = k.backward_from_input(&[0.5f32], &mut g).unwrap_err();
+        assert!(matches!(e, rnnlab_core::Error::Shape { .. }), "{e}");
+        assert_eq!(g, [2.0, 3.0]);
+        if let Ok(d) = k.output_derivative() {
+            assert!(d.backward(&[0.5f32, 0.1, 0.2], &mut g).is_err());
+            let mut out = [7.0f32; 2];
+            assert!(d.backward_into(&[0.5f32, 0.1], &[1.0], &mut out).is_err());
+            assert!(d.backward_into(&[0.5f32], &[1.0, 1.0], &mut out).is_err());
+            assert!(d.backward_into(&[0.5f32, 0.1], &[1.0, 1.0], &mut out[..1]).is_err());
+            assert_eq!((g, out), ([2.0, 3.0], [7.0; 2]));
+            assert!(k.backward_from_output_into(&[0.5f32], &[1.0, 1.0], &mut out).is_err());
+        }
+    }
 }

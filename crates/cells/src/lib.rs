@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod linear;
+#[cfg(test)]
+mod misuse_tests;
 mod norm;
 mod plain;
 mod probe;

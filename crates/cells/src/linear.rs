@@ -94,9 +94,16 @@ impl<F: Float> Linear<F> {
     /// Forward without a cache (evaluation).
     ///
     /// # Errors
-    /// [`Error::Shape`] for an input of the wrong width.
+    /// [`Error::Shape`] for an input of the wrong width; [`Error::NonFinite`] for a NaN or
+    /// infinite input, weight or bias (each checked in one branch-free pass, O(rows·in +
+    /// out·in) against the product's O(rows·in·out)). With finite operands the output is
+    /// finite unless a sum overflows the float range.
     pub fn apply(&self, x: ArrayView2<'_, F>) -> Result<Array2<F>> {
-        rnnlab_core::validate::shape("Linear::forward", "input width", &[self.input_dim()], &[x.ncols()])?;
+        const OP: &str = "Linear::forward";
+        rnnlab_core::validate::shape(OP, "input width", &[self.input_dim()], &[x.ncols()])?;
+        rnnlab_core::validate::finite_array(OP, "input", &x)?;
+        rnnlab_core::validate::finite_array(OP, "weight", &self.weight.value.view())?;
+        rnnlab_core::validate::finite_array(OP, "bias", &self.bias.value.view())?;
         let mut y = Array2::zeros((x.nrows(), self.output_dim()));
         gemm(F::one(), &x, &self.weight.value.t(), F::zero(), &mut y.view_mut());
         y += &self.bias.value;
@@ -128,6 +135,7 @@ impl<F: Float> Layer<F> for Linear<F> {
         let op = "Linear::backward";
         rnnlab_core::validate::shape(op, "output gradient", &[cache.nrows(), self.output_dim()], grad_output.shape())?;
         rnnlab_core::validate::shape(op, "cached input", &[cache.nrows(), self.input_dim()], cache.shape())?;
+        rnnlab_core::validate::finite_array(op, "output gradient", &grad_output)?;
         gemm(F::one(), &grad_output.t(), &cache.view(), F::one(), &mut self.weight.grad.view_mut());
         self.bias.grad += &grad_output.sum_axis(Axis(0));
         let mut dx = Array2::zeros((cache.nrows(), self.input_dim()));

@@ -406,6 +406,7 @@ impl<F: Float, C: SimpleCell<F>> Cell<F> for Simple<C> {
         shape(op, "states before [time·batch, state_width]", &[n, sw], seq.prev.shape())?;
         shape(op, "states after [time·batch, state_width]", &[n, sw], seq.next.shape())?;
         shape(op, "∂L/∂s [time·batch, state_width]", &[n, sw], seq.drec.shape())?;
+        shape(op, "∂L/∂xp [time·batch, input_dim]", &[n, i], seq.dxp.shape())?;
         let saved_w = self.cell.saved_width();
         shape(op, "caches [time, batch·saved_width]", &[n / b, b * saved_w], seq.cache.shape())?;
         for t in 0..n / b {
@@ -442,6 +443,7 @@ impl<F: Float, C: SimpleCell<F>> Cell<F> for Simple<C> {
         shape(op, "v [batch, state_width]", &[b, sw], v.shape())?;
         shape(op, "out [batch, state_width]", &[b, sw], out.shape())?;
         shape(op, "s_{t-1} [batch, state_width]", &[b, sw], step.prev.shape())?;
+        shape(op, "s_t [batch, state_width]", &[b, sw], step.next.shape())?;
         shape(op, "input [batch, input_dim]", &[b, self.input_dim()], step.xp.shape())?;
         let simple = self.simple_step(op, step)?;
         if let Some(j) = self.cell.jvp(simple, v)? {

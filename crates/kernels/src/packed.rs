@@ -260,10 +260,16 @@ fn copy_chunks<F: Float, const V: usize>(dst: &mut [F], src: &[F]) {
 /// # Shapes
 /// `a` `[M, K]`, `b` `[K, N]`, `c` `[M, N]`. The fast path wants unit column strides in `a`
 /// and `c` (rows may be strided, e.g. column slices of wider arrays); other layouts take a
-/// slower scalar path with the same results. Matching shapes are the caller's invariant: a
-/// mismatch fails a `debug_assert` and, in release builds, returns without touching `c`.
-pub(crate) fn gemm_packed<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, accumulate: bool, c: ArrayViewMut2<'_, F>) {
-    gemm_packed_mode(a, b, if accumulate { Mode::Add } else { Mode::Set }, c);
+/// slower scalar path with the same results. Returns `false`, touching nothing, for
+/// mismatched shapes — in every build, so that the public entry points
+/// ([`crate::PackedWeight`]'s products, which check the shapes first) turn it into an error.
+pub(crate) fn gemm_packed<F: Float>(
+    a: ArrayView2<'_, F>,
+    b: &PackedB<F>,
+    accumulate: bool,
+    c: ArrayViewMut2<'_, F>,
+) -> bool {
+    gemm_packed_mode(a, b, if accumulate { Mode::Add } else { Mode::Set }, c)
 }
 
 /// `c = d + a · b` with `b` packed, in one pass over `c` (the per-step `gates = xp + h·Wᵀ`
@@ -271,44 +277,43 @@ pub(crate) fn gemm_packed<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, accumu
 /// [`gemm_packed`] with `accumulate`.
 ///
 /// # Shapes
-/// As [`gemm_packed`]; `d` `[M, N]` like `c`.
+/// As [`gemm_packed`]; `d` `[M, N]` like `c` (`false`, nothing touched, otherwise).
 pub(crate) fn gemm_packed_from<F: Float>(
     a: ArrayView2<'_, F>,
     b: &PackedB<F>,
     d: ArrayView2<'_, F>,
     mut c: ArrayViewMut2<'_, F>,
-) {
+) -> bool {
     let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
-    if d.dim() != c.dim() || !unit(d.strides()[1], d.ncols()) {
-        debug_assert!(d.dim() == c.dim(), "gemm_packed_from: d {:?} for c {:?}", d.dim(), c.dim());
-        if d.dim() == c.dim() {
-            c.assign(&d);
-            gemm_packed_mode(a, b, Mode::Add, c);
-        }
-        return;
+    let fits = a.ncols() == b.k && c.nrows() == a.nrows() && c.ncols() == b.n && d.dim() == c.dim();
+    if !fits {
+        return false;
     }
-    gemm_packed_mode(a, b, Mode::From(d), c);
+    if !unit(d.strides()[1], d.ncols()) {
+        c.assign(&d);
+        return gemm_packed_mode(a, b, Mode::Add, c);
+    }
+    gemm_packed_mode(a, b, Mode::From(d), c)
 }
 
 /// `c = s`, `c += s` or `c = d + s` with `s = a · b`, all on this thread (the caller's part of
 /// a product shared with a [`crate::step_worker::StepWorker`], which must not start more
-/// threads). Any layout; shapes as [`gemm_packed`] (a mismatch fails a `debug_assert` and
-/// touches nothing in release builds).
+/// threads). Any layout; shapes as [`gemm_packed`] (`false`, nothing touched, for a
+/// mismatch).
 pub(crate) fn gemm_packed_here<F: Float>(
     a: ArrayView2<'_, F>,
     b: &PackedB<F>,
     mode: Mode<'_, F>,
     c: ArrayViewMut2<'_, F>,
-) {
+) -> bool {
     let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
     let d_ok = match &mode {
         Mode::From(d) => d.dim() == c.dim(),
         _ => true,
     };
     let ok = a.ncols() == b.k && c.nrows() == a.nrows() && c.ncols() == b.n && d_ok;
-    debug_assert!(ok, "gemm_packed_here: a {:?} · b [{}, {}] → c {:?}", a.dim(), b.k, b.n, c.dim());
     if !ok || c.is_empty() {
-        return;
+        return ok;
     }
     let d_unit = match &mode {
         Mode::From(d) => unit(d.strides()[1], d.ncols()),
@@ -319,6 +324,7 @@ pub(crate) fn gemm_packed_here<F: Float>(
     } else {
         panel_range(a, b, 0..b.n_panels(), mode, c);
     }
+    true
 }
 
 /// How a tile's sums `s` reach `c`.
@@ -332,22 +338,31 @@ pub(crate) enum Mode<'a, F> {
     From(ArrayView2<'a, F>),
 }
 
-fn gemm_packed_mode<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'_, F>, c: ArrayViewMut2<'_, F>) {
-    let ok = a.ncols() == b.k && c.nrows() == a.nrows() && c.ncols() == b.n;
-    debug_assert!(ok, "gemm_packed: a {:?} · b [{}, {}] → c {:?}", a.dim(), b.k, b.n, c.dim());
+/// `c ∘= a · b` as `mode` says; `false` (nothing touched) for mismatched shapes, in every build.
+fn gemm_packed_mode<F: Float>(
+    a: ArrayView2<'_, F>,
+    b: &PackedB<F>,
+    mode: Mode<'_, F>,
+    c: ArrayViewMut2<'_, F>,
+) -> bool {
+    let d_ok = match &mode {
+        Mode::From(d) => d.dim() == c.dim(),
+        _ => true,
+    };
+    let ok = a.ncols() == b.k && c.nrows() == a.nrows() && c.ncols() == b.n && d_ok;
     if !ok || c.is_empty() {
-        return;
+        return ok;
     }
     let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
     if b.k == 0 || !unit(a.strides()[1], a.ncols()) || !unit(c.strides()[1], c.ncols()) {
         scalar_panels(a, b, mode, c);
-        return;
+        return true;
     }
     let m = a.nrows();
     let parts = thread_parts(m, a.nrows() * b.k * b.n);
     if parts <= 1 {
         panel_range(a, b, 0..b.n_panels(), mode, c);
-        return;
+        return true;
     }
     // Row ranges (whole row blocks), one per thread: each thread writes its own rows, so no
     // cache line of `c` is shared; `d` (if any) cut like `c`.
@@ -373,6 +388,7 @@ fn gemm_packed_mode<F: Float>(a: ArrayView2<'_, F>, b: &PackedB<F>, mode: Mode<'
             }
         }
     });
+    true
 }
 
 /// Below this many multiply-adds a product stays on one thread: starting and joining a scoped
@@ -493,9 +509,9 @@ fn flat_block<F: Float, const R: usize>(rows: RowsAt<'_, '_, F>, b: &PackedB<F>,
         (Mode::From(_), DRows::Same(row)) => Store::From([row; R]),
         _ => Store::Set,
     };
-    // Unreachable: the caller cut whole rows of the checked widths.
+    // Unreachable: the caller cut whole rows of the widths `gemm_packed_mode` checked (the
+    // same in every build: no debug-only assertion, so debug and release compute alike).
     if a_rows.iter().any(|r| r.len() != k) || c_rows.iter().any(Option::is_none) {
-        debug_assert!(false, "gemm_packed: short row block");
         return;
     }
     tiles(ARows::Slices, &a_rows, b, 0, k, cols, store, &mut c_rows);
@@ -790,8 +806,7 @@ fn row_block<F: Float, const R: usize>(
     let mut c_it = c.axis_iter_mut(Axis(0)).map(|r| r.into_slice());
     let mut c_rows: [Option<&mut [F]>; R] = std::array::from_fn(|_| c_it.next().flatten());
     if c_rows.iter().any(Option::is_none) {
-        // Unreachable: the callers checked unit column strides and `R` rows.
-        debug_assert!(false, "gemm_packed: row block of c not contiguous");
+        // Unreachable: the callers checked unit column strides and `R` rows (in every build).
         return;
     }
     let d_view = match &mode {
@@ -805,7 +820,7 @@ fn row_block<F: Float, const R: usize>(
         Mode::Add => Store::Add,
         Mode::From(_) => {
             if d_rows.iter().any(Option::is_none) {
-                debug_assert!(false, "gemm_packed: row block of d not contiguous");
+                // Unreachable: `Mode::From`'s `d` was checked like `c` (in every build).
                 return;
             }
             Store::From(d_rows.map(|r| r.unwrap_or(&[])))
@@ -816,14 +831,14 @@ fn row_block<F: Float, const R: usize>(
             let mut a_it = view.axis_iter(Axis(0)).map(|r| r.to_slice());
             let rows: [Option<&[F]>; R] = std::array::from_fn(|_| a_it.next().flatten());
             if rows.iter().any(|r| r.is_none_or(|r| r.len() < k0 + kc)) {
-                debug_assert!(false, "gemm_packed: row block of a not contiguous");
+                // Unreachable: the callers checked `a`'s unit column stride and width.
                 return;
             }
             rows.map(|r| r.map_or(&[][..], |r| &r[k0..k0 + kc]))
         }
         &ARows::Transposed { a, lda, i0 } => {
             if i0 + R > lda || (kc - 1) * lda + i0 + R > a.len() {
-                debug_assert!(false, "gemm_packed_tn: a_t too short");
+                // Unreachable: `tn_part` packed `kc` rows of `lda` values.
                 return;
             }
             [&[][..]; R]
@@ -1375,8 +1390,8 @@ mod tests {
                 f(c.view_mut());
                 c
             };
-            let first = run(&|c| gemm_packed(a.view(), &packed, accumulate, c));
-            let again = run(&|c| gemm_packed(a.view(), &packed, accumulate, c));
+            let first = run(&|c| assert!(gemm_packed(a.view(), &packed, accumulate, c)));
+            let again = run(&|c| assert!(gemm_packed(a.view(), &packed, accumulate, c)));
             assert_eq!(first, again);
             // Column halves packed separately (the two-worker split) give the same bits.
             for split in [PackedB::<f32>::NR, 7, n - 1] {
@@ -1392,7 +1407,7 @@ mod tests {
             // The any-stride path (a column-major copy of a) gives the same bits.
             let a_f = a.t().as_standard_layout().reversed_axes().to_owned();
             assert_eq!(a_f.strides()[1], m as isize);
-            let scalar = run(&|c| gemm_packed(a_f.view(), &packed, accumulate, c));
+            let scalar = run(&|c| assert!(gemm_packed(a_f.view(), &packed, accumulate, c)));
             assert_eq!(first, scalar);
             // ... and so does a c with a non-unit column stride.
             let mut c_f = c0.t().as_standard_layout().reversed_axes().to_owned();
@@ -1419,5 +1434,23 @@ mod tests {
         let mut c = Array2::<f64>::zeros((0, 6));
         gemm_packed(Array2::zeros((0, 4)).view(), &packed, false, c.view_mut());
         assert_eq!(c.dim(), (0, 6));
+    }
+
+    #[test]
+    fn misfit_operands_are_refused_alike_in_every_build_touching_nothing() {
+        // b [K = 4, N = 6]: a with K = 3, c with N = 5 or M = 2 rows for 3, d of another shape.
+        let mut packed = PackedB::<f64>::default();
+        packed.pack(Array2::ones((4, 6)).view());
+        let a = Array2::<f64>::ones((3, 4));
+        let mut c = Array2::from_elem((3, 6), 7.0);
+        assert!(!gemm_packed(Array2::ones((3, 3)).view(), &packed, false, c.view_mut()));
+        assert!(!gemm_packed(a.view(), &packed, true, Array2::zeros((3, 5)).view_mut()));
+        assert!(!gemm_packed(a.view(), &packed, true, Array2::zeros((2, 6)).view_mut()));
+        assert!(!gemm_packed_from(a.view(), &packed, Array2::ones((3, 5)).view(), c.view_mut()));
+        assert!(!gemm_packed_from(a.view(), &packed, Array2::ones((2, 6)).t(), c.view_mut()));
+        assert!(!gemm_packed_here(a.view(), &packed, Mode::From(Array2::ones((2, 6)).view()), c.view_mut()));
+        assert!(c.iter().all(|&x| x == 7.0));
+        assert!(gemm_packed(a.view(), &packed, false, c.view_mut()));
+        assert!(c.iter().all(|&x| x == 4.0));
     }
 }

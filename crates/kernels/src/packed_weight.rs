@@ -164,7 +164,10 @@ impl<F: Float> PackedWeight<F> {
             side,
             a,
             c.view_mut(),
-            |c_left| crate::packed::gemm_packed_here(a, b, left_mode, c_left),
+            |c_left| {
+                // The caller's columns: shapes cut from the checked ones, so it always runs.
+                crate::packed::gemm_packed_here(a, b, left_mode, c_left);
+            },
             |mut c_right, s| match d_right {
                 // The same additions as the kernel's stores: `d + s`, `c + s`.
                 Some(d) => Zip::from(&mut c_right).and(&d).and(&s).for_each(|c, &d, &s| *c = d + s),
@@ -189,8 +192,10 @@ impl<F: Float> PackedWeight<F> {
         let fits = self.fwd.k() == w.ncols() && self.fwd.n() == w.nrows();
         if USE_PACKED && fits && unit_columns(&a) && c.strides()[1] == 1 {
             let mode = if accumulate { Mode::Add } else { Mode::Set };
-            if !self.mul_split(Side::Fwd, a, mode, c) {
-                crate::packed::gemm_packed(a, &self.fwd, accumulate, c.view_mut());
+            if !self.mul_split(Side::Fwd, a, mode, c)
+                && !crate::packed::gemm_packed(a, &self.fwd, accumulate, c.view_mut())
+            {
+                return Err(unfit("PackedWeight::mul_t"));
             }
         } else {
             gemm(F::one(), &a, &w.t(), if accumulate { F::one() } else { F::zero() }, c);
@@ -217,8 +222,10 @@ impl<F: Float> PackedWeight<F> {
         }
         let fits = self.fwd.k() == w.ncols() && self.fwd.n() == w.nrows();
         if USE_PACKED && fits && unit_columns(&a) && c.strides()[1] == 1 {
-            if !self.mul_split(Side::Fwd, a, Mode::From(d), c) {
-                crate::packed::gemm_packed_from(a, &self.fwd, d, c.view_mut());
+            if !self.mul_split(Side::Fwd, a, Mode::From(d), c)
+                && !crate::packed::gemm_packed_from(a, &self.fwd, d, c.view_mut())
+            {
+                return Err(unfit(op));
             }
         } else {
             c.assign(&d);
@@ -242,8 +249,10 @@ impl<F: Float> PackedWeight<F> {
         let fits = self.bwd.k() == w.nrows() && self.bwd.n() == w.ncols();
         if USE_PACKED && fits && unit_columns(&d) && c.strides()[1] == 1 {
             let mode = if accumulate { Mode::Add } else { Mode::Set };
-            if !self.mul_split(Side::Bwd, d, mode, c) {
-                crate::packed::gemm_packed(d, &self.bwd, accumulate, c.view_mut());
+            if !self.mul_split(Side::Bwd, d, mode, c)
+                && !crate::packed::gemm_packed(d, &self.bwd, accumulate, c.view_mut())
+            {
+                return Err(unfit("PackedWeight::mul"));
             }
         } else {
             gemm(F::one(), &d, &w, if accumulate { F::one() } else { F::zero() }, c);
@@ -275,6 +284,12 @@ pub(crate) fn check_product(op: &str, a: (usize, usize), b: (usize, usize), c: (
         ));
     }
     Ok(())
+}
+
+/// The error of a packed product that refused its operands after [`check_product`] accepted
+/// them: unreachable (the same checks), reported rather than assumed.
+fn unfit(op: &str) -> Error {
+    Error::shape(op, "operands that fit the packed weight", "operands the packed kernel refused")
 }
 
 pub(crate) fn unit_columns<F>(a: &ArrayView2<'_, F>) -> bool {

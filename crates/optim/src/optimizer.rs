@@ -187,9 +187,27 @@ pub(crate) fn check_loaded<F: Float>(
                     ),
                 ));
             }
+            check_buffer_values(op, name, buf_name, buf)?;
         }
     }
     Ok(state)
+}
+
+/// The buffers that hold squared gradients (running averages, maxima or sums): never negative.
+const SQUARED_BUFFERS: [&str; 4] = ["exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum"];
+
+/// A loaded buffer's values: [`Error::NonFinite`] for the first NaN or ±∞ (a moment from a
+/// file is not trusted to be one the optimizer could have made), [`Error::Format`] for a
+/// negative value in a buffer of squares (its square root would be NaN at the next step).
+fn check_buffer_values<F: Float>(op: &str, param: &str, buffer: &str, values: &ArrayD<F>) -> Result<()> {
+    let what = format!("parameter `{param}` buffer `{buffer}`");
+    validate::finite_array(op, &what, &values.view())?;
+    if SQUARED_BUFFERS.contains(&buffer)
+        && let Some((i, v)) = values.iter().enumerate().find(|(_, v)| **v < F::zero())
+    {
+        return Err(Error::format(op, format!("{what} holds squares, got {v} at flat index {i}")));
+    }
+    Ok(())
 }
 
 /// The per-parameter update given to [`drive`]: returns Σ(Δθ)² in f64.
@@ -429,6 +447,34 @@ mod tests {
 
         assert!(sgd.load_state(good.clone()).is_ok());
         assert_eq!(sgd.state(), good);
+    }
+
+    #[test]
+    fn load_state_rejects_non_finite_or_negative_moments() {
+        let mut m = Two::new();
+        m.w.grad.fill(0.5);
+        let mut adam = crate::AdamConfig::new(0.1).with_amsgrad(true).init::<f64>().unwrap();
+        adam.step(&mut m).unwrap();
+        let good = adam.state();
+        for buffer in ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] {
+            for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                let mut s = good.clone();
+                s.params.get_mut("w").unwrap().buffers.get_mut(buffer).unwrap()[[1, 0]] = bad;
+                let e = adam.load_state(s).unwrap_err();
+                assert!(matches!(e, Error::NonFinite { .. }) && e.to_string().contains(buffer), "{e}");
+            }
+        }
+        let mut s = good.clone();
+        s.params.get_mut("b").unwrap().buffers.get_mut("exp_avg_sq").unwrap()[[0]] = -1e-3;
+        let e = adam.load_state(s).unwrap_err();
+        assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("squares"), "{e}");
+        // A negative first moment is an ordinary value.
+        let mut s = good.clone();
+        s.params.get_mut("b").unwrap().buffers.get_mut("exp_avg").unwrap()[[0]] = -1e-3;
+        assert!(adam.load_state(s).is_ok());
+        // The failed loads left the state as it was before the last good one.
+        adam.step(&mut m).unwrap();
+        assert!(adam.state().params.values().all(|p| p.buffers.values().all(|b| b.iter().all(|v| v.is_finite()))));
     }
 
     #[test]

@@ -63,7 +63,11 @@ pub struct LossValue<F> {
 /// `pred` and `target`: `[rows, cols]`, both non-empty.
 ///
 /// # Errors
-/// [`Error::Shape`] for different or empty shapes.
+/// [`Error::Shape`] for different or empty shapes; [`Error::NonFinite`] naming the first NaN or
+/// ±∞ prediction or target (row, column): a loss of non-finite predictions has no meaningful
+/// value or gradient. For finite inputs the result is finite, except that the loss is +∞ (and
+/// an `f32` gradient ±∞) where a squared error exceeds the float range (|ŷ − y| > 1e154 in
+/// `f64`): the trainer reads either as divergence.
 ///
 /// # Examples
 /// ```
@@ -79,6 +83,8 @@ pub fn mse<F: Float>(pred: ArrayView2<'_, F>, target: ArrayView2<'_, F>) -> Resu
     if pred.is_empty() {
         return Err(Error::shape(OP, "predictions [rows >= 1, cols >= 1]", format!("{:?}", pred.shape())));
     }
+    finite_2d(OP, "prediction", &pred)?;
+    finite_2d(OP, "target", &target)?;
     let n = pred.len() as f64;
     let mut loss = 0.0f64;
     let mut grad = Array2::zeros(pred.raw_dim());
@@ -104,7 +110,10 @@ pub fn mse<F: Float>(pred: ArrayView2<'_, F>, target: ArrayView2<'_, F>) -> Resu
 ///
 /// # Errors
 /// [`Error::Shape`] for a label count different from the rows, zero rows or zero classes;
-/// [`Error::Config`] for a label `>= classes`.
+/// [`Error::Config`] for a label `>= classes`; [`Error::NonFinite`] naming the first NaN or
+/// ±∞ logit (row, class). A +∞ logit has no softmax (∞ − ∞), a −∞ one would be a class of
+/// probability 0 that the log-sum-exp cannot tell from an overflow: both are refused, so that
+/// the result is always finite.
 ///
 /// # Examples
 /// ```
@@ -131,6 +140,7 @@ pub fn softmax_cross_entropy<F: Float>(
     if let Some((r, &l)) = labels.iter().enumerate().find(|&(_, &l)| l >= classes) {
         return Err(Error::config(OP, format!("label {l} at row {r} is not below the {classes} classes")));
     }
+    finite_2d(OP, "logit", &logits)?;
     let inv_rows = 1.0 / rows as f64;
     let mut loss = 0.0f64;
     let mut grad = Array2::zeros((rows, classes));
@@ -150,6 +160,18 @@ pub fn softmax_cross_entropy<F: Float>(
         }
     }
     Ok(LossValue { loss: loss * inv_rows, grad })
+}
+
+/// `Err(NonFinite)` naming `op` and the first NaN or ±∞ entry of `a` as `what [row, col] = v`:
+/// one branch-free pass ([`validate::finite_array`]), the element walk only on failure.
+fn finite_2d<F: Float>(op: &str, what: &str, a: &ArrayView2<'_, F>) -> Result<()> {
+    if validate::finite_array(op, what, a).is_ok() {
+        return Ok(());
+    }
+    match a.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        Some(((r, c), v)) => Err(Error::non_finite(op, format!("{what} [{r}, {c}] = {v}"))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -252,5 +274,25 @@ mod tests {
             assert_eq!(LossKind::for_targets(k.target_kind()), k);
         }
         assert_eq!(serde_json::to_string(&LossKind::CrossEntropyEvery).unwrap(), r#""cross_entropy_every""#);
+    }
+
+    #[test]
+    fn losses_refuse_non_finite_predictions_targets_and_logits() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let e = mse(array![[0.5, bad]].view(), array![[1.0, 1.0]].view()).unwrap_err();
+            assert!(matches!(e, Error::NonFinite { .. }) && e.to_string().contains("prediction [0, 1]"), "{e}");
+            let e = mse(array![[0.5f32]].view(), array![[bad as f32]].view()).unwrap_err();
+            assert!(e.to_string().contains("target [0, 0]"), "{e}");
+            let e = softmax_cross_entropy(array![[0.0, 1.0], [bad, 0.0]].view(), array![0usize, 1].view()).unwrap_err();
+            assert!(matches!(e, Error::NonFinite { .. }) && e.to_string().contains("logit [1, 0]"), "{e}");
+        }
+        // The most extreme finite logits stay finite, in f32 and f64.
+        let v = softmax_cross_entropy(array![[f32::MAX, -f32::MAX]].view(), array![1usize].view()).unwrap();
+        assert!(v.loss.is_finite() && v.grad.iter().all(|g| g.is_finite()), "{v:?}");
+        let v = softmax_cross_entropy(array![[f64::MAX, -f64::MAX]].view(), array![1usize].view()).unwrap();
+        assert!(v.grad.iter().all(|g| g.is_finite()), "{v:?}");
+        // A squared error beyond f64's range: +∞ loss (the documented overflow), finite gradient.
+        let v = mse(array![[1e200f64]].view(), array![[-1e200]].view()).unwrap();
+        assert!(v.loss == f64::INFINITY && v.grad[[0, 0]].is_finite());
     }
 }

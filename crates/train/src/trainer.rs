@@ -301,10 +301,18 @@ impl<F: Float, C: Cell<F>> Trainer<F, C> {
         let batch = self.data.sample(cfg.batch_size, &mut self.rng)?;
         self.model.zero_grad();
         let inspected = inspector.wants(t);
-        let out = if inspected {
-            self.inspected_pass(&batch, telemetry, inspector)?
+        let pass = if inspected {
+            self.inspected_pass(&batch, telemetry, inspector)
         } else {
-            self.model.loss_and_grad(&batch, telemetry)?
+            self.model.loss_and_grad(&batch, telemetry)
+        };
+        let out = match pass {
+            Ok(out) => out,
+            // Non-finite weights (an earlier update overflowed them) or activations that
+            // overflowed on the way to the loss: the forward pass refuses them, and the run has
+            // diverged — an outcome, not a failure.
+            Err(Error::NonFinite { .. }) => return Ok(self.diverge(f64::NAN, DivergenceReason::NonFiniteLoss)),
+            Err(e) => return Err(e),
         };
         let loss = out.loss;
         let initial = *self.state.initial_loss.get_or_insert(loss);

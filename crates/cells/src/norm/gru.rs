@@ -213,6 +213,7 @@ impl<F: Float> Cell<F> for NormGru<F> {
     }
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_project(self, "NormGru::project_input", x.shape(), out.shape())?;
         self.proj.project_input("NormGru::project_input", x, out)
     }
 
@@ -276,6 +277,7 @@ impl<F: Float> Cell<F> for NormGru<F> {
         drec: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "NormGru::step_backward", &step, dnext.nrows())?;
         let op = "NormGru::step_backward";
         let (b, h, p) = (dnext.nrows(), self.hidden_dim(), self.proj_dim());
         self.check_views(
@@ -326,12 +328,14 @@ impl<F: Float> Cell<F> for NormGru<F> {
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
+        crate::views::check_seq(self, "NormGru::accumulate_grads", &seq)?;
         let op = "NormGru::accumulate_grads";
         self.proj.check(op, &self.norm, 3)?;
         self.proj.accumulate(op, self.norm.kind, &seq)
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, dx: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_input_grad(self, "NormGru::input_grad", dxp.shape(), dx.shape())?;
         self.proj.input_grad("NormGru::input_grad", dxp, dx)
     }
 
@@ -342,6 +346,7 @@ impl<F: Float> Cell<F> for NormGru<F> {
         out: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "NormGru::jvp_state", &step, v.nrows())?;
         let op = "NormGru::jvp_state";
         let (b, h, p) = (v.nrows(), self.hidden_dim(), self.proj_dim());
         self.check_views(

@@ -265,6 +265,7 @@ impl<F: Float> Cell<F> for NormLstm<F> {
     }
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_project(self, "NormLstm::project_input", x.shape(), out.shape())?;
         self.proj.project_input("NormLstm::project_input", x, out)
     }
 
@@ -347,6 +348,7 @@ impl<F: Float> Cell<F> for NormLstm<F> {
         drec: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "NormLstm::step_backward", &step, dnext.nrows())?;
         let op = "NormLstm::step_backward";
         let (b, h, p) = (dnext.nrows(), self.hidden_dim(), self.proj_dim());
         self.check_views(
@@ -428,6 +430,7 @@ impl<F: Float> Cell<F> for NormLstm<F> {
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
+        crate::views::check_seq(self, "NormLstm::accumulate_grads", &seq)?;
         let op = "NormLstm::accumulate_grads";
         self.check(op)?;
         let kind = self.norm.kind;
@@ -448,6 +451,7 @@ impl<F: Float> Cell<F> for NormLstm<F> {
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, dx: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_input_grad(self, "NormLstm::input_grad", dxp.shape(), dx.shape())?;
         self.proj.input_grad("NormLstm::input_grad", dxp, dx)
     }
 
@@ -458,6 +462,7 @@ impl<F: Float> Cell<F> for NormLstm<F> {
         out: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "NormLstm::jvp_state", &step, v.nrows())?;
         let op = "NormLstm::jvp_state";
         let (b, h, p) = (v.nrows(), self.hidden_dim(), self.proj_dim());
         self.check_views(

@@ -210,6 +210,7 @@ impl<F: Float> Cell<F> for NormRnn<F> {
     }
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, out: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_project(self, "NormRnn::project_input", x.shape(), out.shape())?;
         self.proj.project_input("NormRnn::project_input", x, out)
     }
 
@@ -256,6 +257,7 @@ impl<F: Float> Cell<F> for NormRnn<F> {
         drec: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "NormRnn::step_backward", &step, dnext.nrows())?;
         let op = "NormRnn::step_backward";
         let (b, h) = (dnext.nrows(), self.hidden_dim());
         self.check_views(
@@ -277,18 +279,20 @@ impl<F: Float> Cell<F> for NormRnn<F> {
         let (e, rest) = scratch.split_at_mut(b * h);
         let du = &mut rest[..b * h];
         e.copy_from_slice(slice(op, dnext)?);
-        self.activation.backward_from_input(a, e);
+        self.activation.backward_from_input(a, e)?;
         self.proj.backward(op, kind, &front, e, e, slice_mut(op, dxp)?, du, &mut dprev, false)?;
         self.proj.store_rec(op, slice_mut(op, drec)?, b, e, e, du)
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
+        crate::views::check_seq(self, "NormRnn::accumulate_grads", &seq)?;
         let op = "NormRnn::accumulate_grads";
         self.proj.check(op, &self.norm, 1)?;
         self.proj.accumulate(op, self.norm.kind, &seq)
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, dx: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_input_grad(self, "NormRnn::input_grad", dxp.shape(), dx.shape())?;
         self.proj.input_grad("NormRnn::input_grad", dxp, dx)
     }
 
@@ -299,6 +303,7 @@ impl<F: Float> Cell<F> for NormRnn<F> {
         out: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "NormRnn::jvp_state", &step, v.nrows())?;
         let op = "NormRnn::jvp_state";
         let (b, h) = (v.nrows(), self.hidden_dim());
         self.check_views(op, b, &[("tangent", v.shape()), ("output", out.shape())])?;
@@ -312,7 +317,7 @@ impl<F: Float> Cell<F> for NormRnn<F> {
         self.proj.jvp(op, kind, &front, v, dq, u)?;
         let o = slice_mut(op, out)?;
         o.copy_from_slice(dq);
-        self.activation.backward_from_input(a, o);
+        self.activation.backward_from_input(a, o)?;
         Ok(())
     }
 }

@@ -224,6 +224,7 @@ impl<F: Float> Cell<F> for Gru<F> {
     }
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_project(self, "Gru::project_input", x.shape(), out.shape())?;
         let h = self.hidden_dim();
         let mut bias = &self.p.b_ih.value + &self.p.b_hh.value;
         if self.variant == GruVariant::ResetAfter {
@@ -339,6 +340,7 @@ impl<F: Float> Cell<F> for Gru<F> {
         mut drec: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "Gru::step_backward", &step, dnext.nrows())?;
         let op = "Gru::step_backward";
         let sw = self.state_width();
         check_step(
@@ -446,6 +448,7 @@ impl<F: Float> Cell<F> for Gru<F> {
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
+        crate::views::check_seq(self, "Gru::accumulate_grads", &seq)?;
         let one = F::one();
         let h = self.hidden_dim();
         match self.variant {
@@ -488,6 +491,7 @@ impl<F: Float> Cell<F> for Gru<F> {
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_input_grad(self, "Gru::input_grad", dxp.shape(), dx.shape())?;
         self.p.input_grad(dxp, &mut dx)?;
         Ok(())
     }
@@ -499,6 +503,7 @@ impl<F: Float> Cell<F> for Gru<F> {
         out: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "Gru::jvp_state", &step, v.nrows())?;
         let op = "Gru::jvp_state";
         let sw = self.state_width();
         check_step(

@@ -198,6 +198,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
     }
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_project(self, "Lstm::project_input", x.shape(), out.shape())?;
         let bias = &self.p.b_ih.value + &self.p.b_hh.value;
         self.p.project(x, bias.view(), &mut out)?;
         Ok(())
@@ -252,6 +253,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
         drec: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "Lstm::step_backward", &step, dnext.nrows())?;
         let op = "Lstm::step_backward";
         let sw = self.state_width();
         check_step(
@@ -296,12 +298,14 @@ impl<F: Float> Cell<F> for Lstm<F> {
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
+        crate::views::check_seq(self, "Lstm::accumulate_grads", &seq)?;
         let h = self.hidden_dim();
         self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev.slice(s![.., ..h]), 4 * h, BiasGrads::BothFromIh)?;
         Ok(())
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_input_grad(self, "Lstm::input_grad", dxp.shape(), dx.shape())?;
         self.p.input_grad(dxp, &mut dx)?;
         Ok(())
     }
@@ -313,6 +317,7 @@ impl<F: Float> Cell<F> for Lstm<F> {
         out: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "Lstm::jvp_state", &step, v.nrows())?;
         let op = "Lstm::jvp_state";
         let sw = self.state_width();
         check_step(

@@ -154,8 +154,8 @@ impl<F: Float> Rnn<F> {
         if self.activation.df_uses_output() {
             self.activation.backward_from_output(h, grad)
         } else {
-            self.activation.backward_from_input(cache, grad);
-            Ok(())
+            // `cache` may be longer than `cache_len` (the callers checked at least that much).
+            self.activation.backward_from_input(cache.get(..grad.len()).unwrap_or(cache), grad)
         }
     }
 }
@@ -205,6 +205,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
     }
 
     fn project_input(&mut self, x: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_project(self, "Rnn::project_input", x.shape(), out.shape())?;
         let bias = &self.p.b_ih.value + &self.p.b_hh.value;
         self.p.project(x, bias.view(), &mut out)?;
         Ok(())
@@ -234,8 +235,9 @@ impl<F: Float> Cell<F> for Rnn<F> {
         // pre-activation = xp + h_{t−1}·W_hhᵀ
         self.packed.mul_t_from(self.p.w_hh.value.view(), prev, xp.view(), &mut next)?;
         let a = slice_mut(op, next)?;
-        if !cache.is_empty() {
-            cache.copy_from_slice(a);
+        // `cache` may be longer than `cache_len` (checked above): only its first values are used.
+        if self.cache_len(a.len() / self.hidden_dim()) > 0 {
+            cache[..a.len()].copy_from_slice(a);
         }
         self.activation.forward_slice(a);
         Ok(())
@@ -250,6 +252,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
         drec: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "Rnn::step_backward", &step, dnext.nrows())?;
         let op = "Rnn::step_backward";
         let sw = self.state_width();
         check_step(
@@ -282,12 +285,14 @@ impl<F: Float> Cell<F> for Rnn<F> {
     }
 
     fn accumulate_grads(&mut self, seq: SeqRefs<'_, F>) -> Result<()> {
+        crate::views::check_seq(self, "Rnn::accumulate_grads", &seq)?;
         let h = self.hidden_dim();
         self.p.acc_weight_grads(seq.dxp, seq.x, seq.dxp, seq.prev, h, BiasGrads::BothFromIh)?;
         Ok(())
     }
 
     fn input_grad(&self, dxp: ArrayView2<'_, F>, mut dx: ArrayViewMut2<'_, F>) -> Result<()> {
+        crate::views::check_input_grad(self, "Rnn::input_grad", dxp.shape(), dx.shape())?;
         self.p.input_grad(dxp, &mut dx)?;
         Ok(())
     }
@@ -299,6 +304,7 @@ impl<F: Float> Cell<F> for Rnn<F> {
         mut out: ArrayViewMut2<'_, F>,
         scratch: &mut [F],
     ) -> Result<()> {
+        crate::views::check_step_refs(self, "Rnn::jvp_state", &step, v.nrows())?;
         let op = "Rnn::jvp_state";
         let sw = self.state_width();
         check_step(

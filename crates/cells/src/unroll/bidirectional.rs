@@ -478,6 +478,11 @@ impl<F: Float, C: Cell<F>> Bidirectional<F, C> {
                 format!("{}", cache.layers.len()),
             ));
         }
+        // Every direction's cache checked against its stack before any gradient is added.
+        for (layer, lc) in self.layers.iter().zip(&cache.layers) {
+            layer.fwd.check_stamp(op, &lc.fwd)?;
+            layer.rev.check_stamp(op, &lc.rev)?;
+        }
         let (t_len, batch) = (cache.time, cache.batch);
         let out_dim = self.output_dim();
         check_output_grad(op, d_out, t_len, batch, out_dim, "2·hidden_dim")?;
