@@ -1,15 +1,15 @@
 //! Jacobian analysis through state-Jacobian products only: σ₁ of Π ∂s_j/∂s_{j−1} per lag by
-//! Golub–Kahan–Lanczos bidiagonalisation, the singular values of one step's Jacobian, and
-//! Pascanu et al.'s bound.
+//! block Lanczos (a block of probe vectors run as one batch of the cell), the singular values
+//! of one step's Jacobian, and Pascanu et al.'s bound.
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
 use rand::Rng as _;
 use rnnlab_cells::{Recurrent, SeqCache};
 use rnnlab_core::{Cell, Error, Float, Result, StepRefs};
 use serde::{Deserialize, Serialize};
 
 use crate::JacobianConfig;
-use crate::linalg::{TopTriple, singular_values, top_singular_triple};
+use crate::linalg::{singular_values, sym_eigen};
 
 /// σ₁ of the product of `lag` step Jacobians ending at the reference step T_r:
 /// ‖∂s_{T_r}/∂s_{T_r−lag}‖₂ = ‖J_{T_r}·…·J_{T_r−lag+1}‖₂, per example.
@@ -19,9 +19,10 @@ pub struct LagNorm {
     pub lag: usize,
     /// σ₁ for each batch row (each example's own Jacobian; rows do not mix).
     pub sigma_max: Vec<f64>,
-    /// Iterations run, each one product with the transpose (a backward sweep) and, unless the
-    /// iteration stopped after that half, one with the product itself (a forward sweep):
-    /// about 2·lag step products each.
+    /// Block iterations run, each one product with the block of probe vectors (a forward
+    /// sweep) and one with the transpose (a backward sweep): 2·lag step products each (of
+    /// `BLOCK` (2) vectors per row, one batch when the cell's buffers tile), after one backward
+    /// sweep of the start vectors.
     pub iterations: usize,
     /// Whether every row met the tolerance within `max_iters`.
     pub converged: bool,
@@ -86,13 +87,19 @@ pub struct JacobianReport {
 ///
 /// Each example's Jacobian is its own (batch rows do not mix; not true of batch norm in
 /// training mode, whose statistics couple the rows: switch it to evaluation first), so the
-/// iteration (Golub–Kahan–Lanczos, see [`product_norm`]) runs on all rows at once, one vector
-/// per row, at the cost of one batch product per step. Every product ends at the same step, so
-/// they share the space of their left singular vectors: the lags are run shortest first, each
-/// warm-started from the previous one's top left Ritz vector (the top left vector changes
-/// slowly with the lag, so the long, expensive products start close to their answer). Cost per
-/// lag k: about 2k step products per iteration; LSTM H = 512, T = 200, B = 1, f32, default
-/// lags: ~5,700 step products in all (the `jacobian_cost` example).
+/// iteration (block Lanczos, see [`product_norm`]) runs on all rows at once. It keeps a block
+/// of `BLOCK` (2) probe vectors per row and, when the cell's step buffers can be tiled (checked
+/// once per layer, see [`product_norm`]), runs the whole block as one batch of
+/// `BLOCK · batch` rows through `jvp_state`/`step_backward` (a matrix–matrix product per
+/// step, which reads the weights once for both vectors). Every product ends at the same step,
+/// so they share the space of their left singular vectors: the lags are run shortest first,
+/// each warm-started from the previous one's top left Ritz vectors (the top left vectors
+/// change slowly with the lag, so the long, expensive products start close to their answer).
+/// Cost per lag k: 2k step products (of the block) per iteration plus k for the start; LSTM
+/// H = 512, T = 200, B = 1, f32, default lags, seeds 1..=10 of the `jacobian_cost` example:
+/// 5,100–6,300 two-vector step products (a single vector needed 5,300–8,700 one-vector ones:
+/// the block needs fewer iterations where the top singular values are close, and does not
+/// settle on the second one there).
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid `cfg`, a lag past the trace, or a reference step past it;
@@ -120,15 +127,16 @@ pub fn jacobian_analysis<F: Float, C: Cell<F>>(
     }
     let mut out = Vec::with_capacity(model.n_layers());
     for (l, cell) in model.layers().iter().enumerate() {
-        // Shortest lag first, each warm-started from the previous (shorter) lag's left vector:
-        // every product ends at step `end`, and the top left singular vector changes slowly
+        // Shortest lag first, each warm-started from the previous (shorter) lag's left vectors:
+        // every product ends at step `end`, and the top left singular vectors change slowly
         // with the lag, so the long (expensive) products start close to their answer.
         let mut order: Vec<usize> = (0..lags.len()).collect();
         order.sort_by_key(|&i| lags[i]);
         let mut norms: Vec<Option<LagNorm>> = vec![None; lags.len()];
+        let mut sweep = Sweep::new(cell, cache, l, end)?;
         let mut warm = None;
         for i in order {
-            let (n, u) = product_norm_from(cell, cache, l, end, lags[i], cfg, warm.take())?;
+            let (n, u) = block_norm(&mut sweep, lags[i], cfg, warm.take())?;
             norms[i] = Some(n);
             warm = Some(u);
         }
@@ -182,21 +190,34 @@ fn normalise_rows<F: Float>(v: &mut ArrayViewMut2<'_, F>, logs: &mut [f64]) -> R
     Ok(())
 }
 
-/// σ₁ of ∂s_end/∂s_{end−lag} for every batch row from a seeded random start, by
-/// Golub–Kahan–Lanczos bidiagonalisation of the product P = J_end·…·J_{end−lag+1} applied
-/// through the cell's products (never formed); see [`jacobian_analysis`] for how the lags
-/// share their work.
+/// σ₁ of ∂s_end/∂s_{end−lag} for every batch row from a seeded random start, by block Lanczos
+/// on PᵀP for the product P = J_end·…·J_{end−lag+1}, applied through the cell's products
+/// (never formed); see [`jacobian_analysis`] for how the lags share their work.
 ///
-/// One iteration applies Pᵀ (through `step_backward`, the VJP) and P (through `jvp_state`),
-/// like a power iteration on P·Pᵀ, but keeps every vector, so each Ritz value (σ₁ of the small
-/// bidiagonal projection of P on the vectors so far) is the largest ‖P·v‖ over the whole
-/// Krylov space: a lower bound of σ₁ that converges at a Chebyshev rather than a geometric
-/// rate, which matters when the top singular values are close (Golub & Kahan 1965; Golub &
-/// Van Loan, *Matrix Computations*, §10.4). A row is done when the estimated relative error
-/// of its Ritz value (the Kato–Temple bound, see `error_bound` in the source) is at most
-/// `cfg.tol`, or the Krylov space is the whole state space (the Ritz value is then exact).
-/// Vectors are fully reorthogonalised (in f64) and the iteration restarts from its best left
-/// vector after 24 steps; memory: about 50 vectors of `[batch, state_width]` f64.
+/// Each row keeps an orthonormal basis V of right vectors (at step end−lag) with P·V and
+/// Pᵀ·P·V. An iteration takes the next block of `BLOCK` (2) vectors (the part of Pᵀ·P·V of the
+/// last block outside V, i.e. the block Krylov space of PᵀP grows by one power; the first
+/// block is Pᵀ applied to the start vectors), applies P to it (a forward sweep through
+/// `jvp_state`) and Pᵀ to the result (a backward sweep through `step_backward`, the VJP),
+/// and computes the Ritz values: the singular values of P·V, the largest of which, θ₁, is
+/// the largest ‖P·v‖ over the whole Krylov space so far, a lower bound of σ₁ that converges
+/// much faster than a power iteration's (Golub & Van Loan, *Matrix Computations*, §10.3–10.4;
+/// the block gains when the top singular values are close, Golub & Underwood 1977). The
+/// residual ρ = ‖Pᵀũ − θ₁ṽ‖ of the top Ritz triple (ṽ = V·y, ũ = P·ṽ/θ₁, so P·ṽ = θ₁ũ exactly)
+/// is known without another product, from Pᵀ·P·V. A row is done when the estimated relative
+/// error of θ₁ (the Kato–Temple bound, see `error_bound` in the source) is at most `cfg.tol`,
+/// or the Krylov space is the whole state space or stops growing (θ₁ is then exact up to
+/// rounding). Vectors are fully reorthogonalised in f64, and the basis restarts from the
+/// top `BLOCK` (2) Ritz vectors once it holds `MAX_BASIS` (32); memory: about 3·`MAX_BASIS`
+/// vectors of `[batch, state_width]` f64. Every product is divided by a fixed per-row scale
+/// (the largest norm of the first P·V), so the entries are O(1) whatever σ₁.
+///
+/// The block runs as one batch of `BLOCK · batch` rows when the cell's step buffers tile:
+/// `cache_len(BLOCK · batch) = BLOCK · cache_len(batch)` and the cell's products on the step
+/// buffers repeated `BLOCK` times agree (to 1e-4 of their largest value) with the products
+/// of each copy on the original ones, checked on one step per layer (true of the plain cells,
+/// whose buffers are laid out row by row). Otherwise the block is one vector (a single-vector
+/// Lanczos, equivalent to Golub–Kahan bidiagonalisation).
 ///
 /// # Errors
 /// As [`jacobian_analysis`].
@@ -208,91 +229,264 @@ pub fn product_norm<F: Float, C: Cell<F>>(
     lag: usize,
     cfg: &JacobianConfig,
 ) -> Result<LagNorm> {
-    product_norm_from(cell, cache, layer, end, lag, cfg, None).map(|(n, _)| n)
+    let mut sweep = Sweep::new(cell, cache, layer, end)?;
+    block_norm(&mut sweep, lag, cfg, None).map(|(n, _)| n)
 }
 
-/// Krylov vectors kept per side before the iteration restarts from its best left vector.
-const MAX_BASIS: usize = 24;
+/// Probe vectors per batch row, run as one batch when the cell's buffers tile.
+const BLOCK: usize = 2;
 
-/// The products P = J_end·…·J_{first} and Pᵀ applied to one vector per batch row, step by
-/// step, with every row renormalised after every step (its scale kept as a logarithm, so
-/// nothing under- or overflows whatever the lag). The buffers are allocated once.
+/// Right vectors kept per row before the basis restarts from its top `BLOCK` (2) Ritz vectors.
+const MAX_BASIS: usize = 32;
+
+/// A candidate vector counts as dependent on the basis when orthogonalising leaves less than
+/// this fraction of its norm.
+const DEFLATE: f64 = 1e-12;
+
+/// Writes the step buffers of `step` repeated `n` times (copy c in rows c·batch..) into the
+/// tiles.
+fn tile<F: Float>(
+    step: &StepRefs<'_, F>,
+    n: usize,
+    xp: &mut Array2<F>,
+    prev: &mut Array2<F>,
+    next: &mut Array2<F>,
+    cache: &mut [F],
+) -> Result<()> {
+    let b = step.prev.nrows();
+    let l = step.cache.len();
+    let fits = xp.dim() == (n * b, step.xp.ncols())
+        && step.xp.nrows() == b
+        && prev.dim() == (n * b, step.prev.ncols())
+        && next.dim() == (n * b, step.next.ncols())
+        && step.next.nrows() == b
+        && cache.len() == n * l;
+    if !fits {
+        return Err(Error::shape("jacobian_analysis", "the same step buffers at every step", "another layout"));
+    }
+    for c in 0..n {
+        let rows = s![c * b..(c + 1) * b, ..];
+        xp.slice_mut(rows).assign(&step.xp);
+        prev.slice_mut(rows).assign(&step.prev);
+        next.slice_mut(rows).assign(&step.next);
+        cache[c * l..(c + 1) * l].copy_from_slice(step.cache);
+    }
+    Ok(())
+}
+
+/// The largest |a − b| over the largest |b| (0 for two zero arrays).
+fn rel_diff<F: Float>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, x| m.max(x.as_f64().abs()));
+    let diff = a.iter().zip(b.iter()).fold(0.0f64, |m, (x, y)| m.max((x.as_f64() - y.as_f64()).abs()));
+    if diff == 0.0 { 0.0 } else { diff / scale }
+}
+
+/// Whether the cell's products on step `t`'s buffers repeated `n` times equal, copy by copy,
+/// its products on the buffers themselves (see [`product_norm`]).
+fn tiling_works<F: Float, C: Cell<F>>(cell: &C, cache: &SeqCache<F>, layer: usize, t: usize, n: usize) -> Result<bool> {
+    let (b, sw) = (cache.batch(), cell.state_width());
+    let step = refs(cache, layer, t)?;
+    if cell.cache_len(n * b) != n * cell.cache_len(b) || step.cache.len() != cell.cache_len(b) {
+        return Ok(false);
+    }
+    let mut xp = Array2::zeros((n * b, step.xp.ncols()));
+    let mut prev = Array2::zeros((n * b, step.prev.ncols()));
+    let mut next = Array2::zeros((n * b, step.next.ncols()));
+    let mut tc = vec![F::zero(); n * step.cache.len()];
+    tile(&step, n, &mut xp, &mut prev, &mut next, &mut tc)?;
+    let tiled = StepRefs { t: step.t, xp: xp.view(), prev: prev.view(), next: next.view(), cache: &tc };
+    let v = Array2::from_shape_fn((n * b, sw), |(i, j)| F::of(((i * 7 + j * 13) % 17) as f64 / 17.0 - 0.5));
+    let (mut y, mut y1) = (Array2::zeros((n * b, sw)), Array2::zeros((b, sw)));
+    let mut scratch = vec![F::zero(); cell.scratch_len(n * b).max(cell.scratch_len(b))];
+    let (mut dxp, mut drec) = (Array2::zeros((n * b, cell.proj_dim())), Array2::zeros((n * b, cell.rec_grad_dim())));
+    for back in [false, true] {
+        let batched = if back {
+            cell.step_backward(tiled, v.view(), y.view_mut(), dxp.view_mut(), drec.view_mut(), &mut scratch)
+        } else {
+            cell.jvp_state(tiled, v.view(), y.view_mut(), &mut scratch)
+        };
+        if batched.is_err() {
+            return Ok(false);
+        }
+        for c in 0..n {
+            let rows = s![c * b..(c + 1) * b, ..];
+            if back {
+                let (dxp1, drec1) = (dxp.slice_mut(s![..b, ..]), drec.slice_mut(s![..b, ..]));
+                cell.step_backward(step, v.slice(rows), y1.view_mut(), dxp1, drec1, &mut scratch)?;
+            } else {
+                cell.jvp_state(step, v.slice(rows), y1.view_mut(), &mut scratch)?;
+            }
+            let d = rel_diff(y.slice(rows), y1.view());
+            if d.is_nan() || d > 1e-4 {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The products P = J_end·…·J_{first} and Pᵀ applied to a block of vectors per batch row,
+/// step by step, with every vector renormalised after every step (its scale kept as a
+/// logarithm, so nothing under- or overflows whatever the lag). Vector c of batch row r is row
+/// c·batch + r. The buffers are allocated once per layer.
 struct Sweep<'a, F: Float, C: Cell<F>> {
     cell: &'a C,
     cache: &'a SeqCache<F>,
     layer: usize,
-    first: usize,
     end: usize,
+    /// Batch rows of the pass.
+    b: usize,
+    /// Vectors per row.
+    copies: usize,
+    /// The copies run as one batch (else one call per copy).
+    tiled: bool,
+    /// Copies holding a live vector in the current sweep.
+    live: usize,
     x: Array2<F>,
     y: Array2<F>,
     dxp: Array2<F>,
     drec: Array2<F>,
     scratch: Vec<F>,
-    /// ln of each row's norm of the last product (−∞ for a zero row).
+    xp_t: Array2<F>,
+    prev_t: Array2<F>,
+    next_t: Array2<F>,
+    cache_t: Vec<F>,
+    /// ln of each vector's norm of the last product (−∞ for a zero vector).
     logs: Vec<f64>,
 }
 
 impl<'a, F: Float, C: Cell<F>> Sweep<'a, F, C> {
-    fn new(cell: &'a C, cache: &'a SeqCache<F>, layer: usize, first: usize, end: usize) -> Self {
+    fn new(cell: &'a C, cache: &'a SeqCache<F>, layer: usize, end: usize) -> Result<Self> {
         let (b, sw) = (cache.batch(), cell.state_width());
-        Self {
+        let n = BLOCK.min(sw).max(1);
+        let tiled = n > 1 && tiling_works(cell, cache, layer, end, n)?;
+        let copies = if tiled { n } else { 1 };
+        let (rows, tile_rows) = (copies * b, if tiled { copies * b } else { 0 });
+        let step = refs(cache, layer, end)?;
+        Ok(Self {
             cell,
             cache,
             layer,
-            first,
             end,
-            x: Array2::zeros((b, sw)),
-            y: Array2::zeros((b, sw)),
-            dxp: Array2::zeros((b, cell.proj_dim())),
-            drec: Array2::zeros((b, cell.rec_grad_dim())),
-            scratch: vec![F::zero(); cell.scratch_len(b)],
-            logs: vec![0.0; b],
+            b,
+            copies,
+            tiled,
+            live: copies,
+            x: Array2::zeros((rows, sw)),
+            y: Array2::zeros((rows, sw)),
+            dxp: Array2::zeros((rows, cell.proj_dim())),
+            drec: Array2::zeros((rows, cell.rec_grad_dim())),
+            scratch: vec![F::zero(); cell.scratch_len(rows)],
+            xp_t: Array2::zeros((tile_rows, step.xp.ncols())),
+            prev_t: Array2::zeros((tile_rows, step.prev.ncols())),
+            next_t: Array2::zeros((tile_rows, step.next.ncols())),
+            cache_t: vec![F::zero(); if tiled { copies * step.cache.len() } else { 0 }],
+            logs: vec![0.0; rows],
+        })
+    }
+
+    /// Loads vector c < `count[r]` of row r from `input` (`[batch, copies, state_width]`) for
+    /// the rows not `done`, normalised in f64 (its ln norm in `logs`), 0 elsewhere.
+    fn load(&mut self, input: &Array3<f64>, count: &[usize], done: &[bool]) {
+        let b = self.b;
+        self.live = 0;
+        for c in 0..self.copies {
+            for r in 0..b {
+                let i = c * b + r;
+                let mut row = self.x.row_mut(i);
+                let src = input.slice(s![r, c, ..]);
+                let n = src.iter().map(|x| x * x).sum::<f64>().sqrt();
+                if !done[r] && c < count[r] && n > 0.0 && n.is_finite() {
+                    row.zip_mut_with(&src, |d, &v| *d = F::of(v / n));
+                    self.logs[i] = n.ln();
+                    self.live = self.live.max(c + 1);
+                } else {
+                    row.fill(F::zero());
+                    self.logs[i] = f64::NEG_INFINITY;
+                }
+            }
         }
     }
 
-    fn load(&mut self, v: &Array2<f64>) -> Result<()> {
-        self.x.zip_mut_with(v, |d, &s| *d = F::of(s));
-        self.logs.iter_mut().for_each(|l| *l = 0.0);
+    /// One step's product on every vector: `x` ← J_t·`x` (or J_tᵀ·`x` when `back`), renormalised.
+    fn apply(&mut self, t: usize, back: bool) -> Result<()> {
+        let step = refs(self.cache, self.layer, t)?;
+        let b = self.b;
+        if self.tiled {
+            tile(&step, self.copies, &mut self.xp_t, &mut self.prev_t, &mut self.next_t, &mut self.cache_t)?;
+            let tiled = StepRefs {
+                t: step.t,
+                xp: self.xp_t.view(),
+                prev: self.prev_t.view(),
+                next: self.next_t.view(),
+                cache: &self.cache_t,
+            };
+            if back {
+                let (dxp, drec) = (self.dxp.view_mut(), self.drec.view_mut());
+                self.cell.step_backward(tiled, self.x.view(), self.y.view_mut(), dxp, drec, &mut self.scratch)?;
+            } else {
+                self.cell.jvp_state(tiled, self.x.view(), self.y.view_mut(), &mut self.scratch)?;
+            }
+        } else {
+            for c in 0..self.live {
+                let rows = s![c * b..(c + 1) * b, ..];
+                let (x, y) = (self.x.slice(rows), self.y.slice_mut(rows));
+                if back {
+                    let (dxp, drec) = (self.dxp.slice_mut(rows), self.drec.slice_mut(rows));
+                    self.cell.step_backward(step, x, y, dxp, drec, &mut self.scratch)?;
+                } else {
+                    self.cell.jvp_state(step, x, y, &mut self.scratch)?;
+                }
+            }
+        }
+        std::mem::swap(&mut self.x, &mut self.y);
         normalise_rows(&mut self.x.view_mut(), &mut self.logs)
     }
 
-    /// `x` ← the direction of Pᵀ·`u` per row, `logs` ← ln of its norm.
-    fn back(&mut self, u: &Array2<f64>) -> Result<()> {
-        self.load(u)?;
-        for t in (self.first..=self.end).rev() {
-            let step = refs(self.cache, self.layer, t)?;
-            let (dxp, drec) = (self.dxp.view_mut(), self.drec.view_mut());
-            self.cell.step_backward(step, self.x.view(), self.y.view_mut(), dxp, drec, &mut self.scratch)?;
-            std::mem::swap(&mut self.x, &mut self.y);
-            normalise_rows(&mut self.x.view_mut(), &mut self.logs)?;
+    /// `x` ← the directions of P·v (`back`: Pᵀ·u) for the vectors of `input` (see
+    /// [`Sweep::load`]) with P = J_end·…·J_first, `logs` ← ln of their norms.
+    fn run(&mut self, first: usize, input: &Array3<f64>, count: &[usize], done: &[bool], back: bool) -> Result<()> {
+        self.load(input, count, done);
+        if self.live == 0 {
+            return Ok(());
+        }
+        if back {
+            for t in (first..=self.end).rev() {
+                self.apply(t, true)?;
+            }
+        } else {
+            for t in first..=self.end {
+                self.apply(t, false)?;
+            }
         }
         Ok(())
     }
 
-    /// `x` ← the direction of P·`v` per row, `logs` ← ln of its norm.
-    fn forward(&mut self, v: &Array2<f64>) -> Result<()> {
-        self.load(v)?;
-        for t in self.first..=self.end {
-            let step = refs(self.cache, self.layer, t)?;
-            self.cell.jvp_state(step, self.x.view(), self.y.view_mut(), &mut self.scratch)?;
-            std::mem::swap(&mut self.x, &mut self.y);
-            normalise_rows(&mut self.x.view_mut(), &mut self.logs)?;
-        }
-        Ok(())
+    /// ln of the norm of vector c of row r after the last sweep.
+    fn log(&self, r: usize, c: usize) -> f64 {
+        self.logs.get(c * self.b + r).copied().unwrap_or(f64::NEG_INFINITY)
     }
 
-    /// Row `r` of the last product divided by e^`scale` (the row's fixed scale), in f64.
-    fn scaled_row(&self, r: usize, scale: f64, out: &mut [f64]) -> Result<()> {
-        let lg = self.logs.get(r).copied().unwrap_or(f64::NEG_INFINITY);
+    /// Vector c of row r after the last sweep divided by e^`scale` (the row's fixed scale),
+    /// in f64.
+    fn scaled(&self, r: usize, c: usize, scale: f64, mut out: ArrayViewMut1<'_, f64>) -> Result<()> {
+        let lg = self.log(r, c);
         let k = if lg == f64::NEG_INFINITY { 0.0 } else { (lg - scale).exp() };
         if !k.is_finite() {
             return Err(Error::non_finite("product_norm", "a Jacobian product far above the first one (overflow)"));
         }
-        for (o, &x) in out.iter_mut().zip(self.x.row(r)) {
-            *o = k * x.as_f64();
-        }
+        out.zip_mut_with(&self.x.row(c * self.b + r), |o, &x| *o = k * x.as_f64());
         Ok(())
     }
+}
+
+/// Σᵢ `y`ᵢ·`rows`ᵢ, row by row (contiguous, unlike `y.dot(rows)`).
+fn combine(y: ArrayView1<'_, f64>, rows: ArrayView2<'_, f64>) -> Array1<f64> {
+    let mut out = Array1::zeros(rows.ncols());
+    for (&c, row) in y.iter().zip(rows.rows()) {
+        out.zip_mut_with(&row, |o, &x| *o += c * x);
+    }
+    out
 }
 
 /// `w` minus its projections on the (orthonormal) rows `basis`, twice ("twice is enough":
@@ -305,6 +499,30 @@ fn orthogonalise(w: &mut [f64], basis: ArrayView2<'_, f64>) -> f64 {
         }
     }
     w.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// Orthonormalises the first `count` rows of `cand` against the rows of `basis` and against
+/// each other, packing the independent ones first (a row that keeps less than [`DEFLATE`] of
+/// its norm is dropped) and zeroing the rest; returns how many were kept.
+fn orth_block(mut cand: ArrayViewMut2<'_, f64>, count: usize, basis: ArrayView2<'_, f64>, w: &mut [f64]) -> usize {
+    let mut kept = 0;
+    for c in 0..count.min(cand.nrows()) {
+        w.iter_mut().zip(cand.row(c)).for_each(|(d, &s)| *d = s);
+        let n0 = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if !(n0 > 0.0 && n0.is_finite()) {
+            continue;
+        }
+        orthogonalise(w, basis);
+        let n1 = orthogonalise(w, cand.slice(s![..kept, ..]));
+        if n1 > DEFLATE * n0 {
+            cand.row_mut(kept).iter_mut().zip(w.iter()).for_each(|(d, &s)| *d = s / n1);
+            kept += 1;
+        }
+    }
+    for mut row in cand.rows_mut().into_iter().skip(kept) {
+        row.fill(0.0);
+    }
+    kept
 }
 
 /// The estimated relative error of the top Ritz value θ₁, from the residual ρ of the top Ritz
@@ -324,177 +542,171 @@ fn error_bound(theta: f64, ratio2: f64, res: f64) -> f64 {
     if gap > 0.0 { rel.min(rel * rel / gap) } else { rel }
 }
 
-/// `input` ← `src` in the rows not `done`, 0 in the others (a zero row costs nothing extra
-/// and stays 0 through the products).
-fn active_rows(input: &mut Array2<f64>, src: ArrayView2<'_, f64>, done: &[bool]) {
-    for ((mut row, s), &d) in input.outer_iter_mut().zip(src.outer_iter()).zip(done) {
-        row.zip_mut_with(&s, |x, &v| *x = if d { 0.0 } else { v });
-    }
-}
-
-/// The lower-bidiagonal projection of P with `diag` on the diagonal and `sub` below it,
-/// `[diag.len() + extra, diag.len()]` (extra = 0: square, 1: one more row).
-fn bidiagonal(diag: &[f64], sub: &[f64], extra: usize) -> Array2<f64> {
-    let n = diag.len();
-    let mut m = Array2::zeros((n + extra, n));
-    for (i, &d) in diag.iter().enumerate() {
-        m[[i, i]] = d;
-    }
-    for (i, &e) in sub.iter().enumerate().take((n + extra).saturating_sub(1)) {
-        m[[i + 1, i]] = e;
-    }
-    m
-}
-
-/// σ₁ of P = J_end·…·J_{end−lag+1} for every row by Golub–Kahan–Lanczos bidiagonalisation
-/// (Golub & Kahan 1965) from the left vectors `start` (`[batch, state_width]`, at step `end`;
-/// seeded random if `None`), with full reorthogonalisation and a restart from the best left
-/// Ritz vector after [`MAX_BASIS`] steps.
-///
-/// One iteration applies Pᵀ (through `step_backward`, the VJP) and P (through `jvp_state`),
-/// like a power iteration, but keeps every vector: with orthonormal U (at step `end`) and V
-/// (at step end−lag), PᵀU_j = V_j B_jᵀ and P·V_j = U_{j+1}·C_j with B_j (square) and C_j (one
-/// more row) lower bidiagonal, so σ₁ of B_j and C_j — the Ritz values — are the largest
-/// ‖P·v‖ over the Krylov space so far: lower bounds of σ₁ that converge much faster than a
-/// power iteration's (Chebyshev- rather than geometric rate, which matters when the top
-/// singular values are close). After each half-iteration the residual of the top Ritz triple
-/// is the next bidiagonal entry times the last component of its singular vector (no product
-/// needed); [`error_bound`] turns it into the relative error estimate that is compared with
-/// `tol` (a row is also done when the Krylov space is the whole state space, where the Ritz
-/// value is exact, or at a breakdown, where it is exact too). Every product is divided by a fixed per-row scale (its first norm), so the
-/// bidiagonal entries are O(1) whatever σ₁. Returns the best left Ritz vectors too, the warm
+/// σ₁ of P = J_end·…·J_{end−lag+1} for every row by block Lanczos (see [`product_norm`]) from
+/// the left vectors `start` (`[batch, copies, state_width]`, at step `end`, completed with
+/// seeded random ones; all random if `None`). Returns the top left Ritz vectors too, the warm
 /// start of a neighbouring lag.
-fn product_norm_from<F: Float, C: Cell<F>>(
-    cell: &C,
-    cache: &SeqCache<F>,
-    layer: usize,
-    end: usize,
+fn block_norm<F: Float, C: Cell<F>>(
+    sweep: &mut Sweep<'_, F, C>,
     lag: usize,
     cfg: &JacobianConfig,
-    start: Option<Array2<F>>,
-) -> Result<(LagNorm, Array2<F>)> {
+    start: Option<Array3<f64>>,
+) -> Result<(LagNorm, Array3<f64>)> {
     let op = "product_norm";
+    let end = sweep.end;
     if lag == 0 || lag > end + 1 {
         return Err(Error::config(op, format!("lag must be in 1..={}, got {lag}", end + 1)));
     }
-    let (b, sw) = (cache.batch(), cell.state_width());
+    let (b, n, sw) = (sweep.b, sweep.copies, sweep.cell.state_width());
     if sw == 0 {
         // the product of empty matrices: σ₁ = 0, exactly
-        return Ok((LagNorm { lag, sigma_max: vec![0.0; b], iterations: 0, converged: true }, Array2::zeros((b, 0))));
+        return Ok((
+            LagNorm { lag, sigma_max: vec![0.0; b], iterations: 0, converged: true },
+            Array3::zeros((b, n, 0)),
+        ));
     }
-    let mut left = match start {
-        Some(u) if u.dim() == (b, sw) => u.mapv(|x| x.as_f64()),
-        _ => {
-            let mut rng = rnnlab_core::seeded_rng(cfg.seed);
-            Array2::<f64>::from_shape_fn((b, sw), |_| rng.random::<f64>() - 0.5)
-        }
-    };
-    let m = MAX_BASIS.min(sw);
-    // us[i] = u_{i+1}, vs[i] = v_{i+1}: the Lanczos vectors of every row. Every index below is
-    // in range: r < b (the length of each per-row vector and the rows of every array), j < m
-    // at a backward half (a restart resets j when it reaches m) and 1 ≤ j ≤ m at a forward
-    // half (us has m + 1 slots), and sw ≥ 1.
-    let mut us = Array3::<f64>::zeros((m + 1, b, sw));
-    let mut vs = Array3::<f64>::zeros((m, b, sw));
-    let (mut alpha, mut beta) = (Array2::<f64>::zeros((b, m)), Array2::<f64>::zeros((b, m)));
-    let mut scale = vec![f64::NAN; b];
-    let mut sigma = vec![0.0f64; b];
-    let mut done = vec![false; b];
-    let mut ratio2 = vec![0.0f64; b];
-    let mut input = Array2::<f64>::zeros((b, sw));
-    let mut w = vec![0.0f64; sw];
-    let mut sweep = Sweep::new(cell, cache, layer, end + 1 - lag, end);
-    let mut iterations = 0;
-    // j: right vectors so far; restart: u_1 ← the best left Ritz vector
-    let mut j = 0;
-    let mut restart = true;
-    while iterations < cfg.max_iters && done.iter().any(|d| !d) {
-        if restart {
-            for (r, mut u0) in us.index_axis_mut(Axis(0), 0).outer_iter_mut().enumerate() {
-                let n = left.row(r).iter().map(|x| x * x).sum::<f64>().sqrt();
-                if n > 0.0 && n.is_finite() {
-                    u0.zip_mut_with(&left.row(r), |d, &s| *d = s / n);
-                } else {
-                    // a zero start row: P·Pᵀ has no direction to amplify yet, take e₁
-                    u0.fill(0.0);
-                    u0[0] = 1.0;
+    let first = end + 1 - lag;
+    // The basis holds at most `mb` vectors: the whole space if MAX_BASIS (or two blocks) covers
+    // it, else it restarts. Every index below is in range: r < b, c < count[r] ≤ n, and
+    // m[r] + count[r] ≤ mb (the next block is capped at mb − m[r], after a restart if needed).
+    let cap = MAX_BASIS.max(2 * n);
+    let mb = if cap >= sw { sw } else { cap };
+    let mut vs = Array3::<f64>::zeros((b, mb, sw));
+    let mut pvs = Array3::<f64>::zeros((b, mb, sw));
+    let mut gs = Array3::<f64>::zeros((b, mb, sw));
+    let mut m = vec![0usize; b];
+    let mut rng = rnnlab_core::seeded_rng(cfg.seed);
+    let mut block = Array3::<f64>::from_shape_fn((b, n, sw), |_| rng.random::<f64>() - 0.5);
+    if let Some(u) = start.filter(|u| u.dim() == (b, n, sw)) {
+        for r in 0..b {
+            for c in 0..n {
+                let src = u.slice(s![r, c, ..]);
+                let nu = src.iter().map(|x| x * x).sum::<f64>();
+                if nu > 0.0 && nu.is_finite() {
+                    block.slice_mut(s![r, c, ..]).assign(&src);
                 }
             }
-            j = 0;
         }
+    }
+    let mut w = vec![0.0f64; sw];
+    let none = Array2::<f64>::zeros((0, sw));
+    let mut count: Vec<usize> =
+        (0..b).map(|r| orth_block(block.index_axis_mut(Axis(0), r), n, none.view(), &mut w)).collect();
+    let mut done = vec![false; b];
+    // the first right block: Pᵀ·U₀
+    sweep.run(first, &block, &count, &done, true)?;
+    for r in 0..b {
+        for c in 0..count[r] {
+            let own = sweep.log(r, c);
+            sweep.scaled(r, c, own, block.slice_mut(s![r, c, ..]))?;
+        }
+        count[r] = orth_block(block.index_axis_mut(Axis(0), r), count[r], none.view(), &mut w);
+        // Pᵀ·U₀ = 0: reported as σ₁ = 0, as a power iteration would
+        done[r] = count[r] == 0;
+    }
+    let mut scale = vec![f64::NAN; b];
+    let mut sigma = vec![0.0f64; b];
+    let mut ratio2 = vec![0.0f64; b];
+    let mut left = Array3::<f64>::zeros((b, n, sw));
+    let mut pblock = Array3::<f64>::zeros((b, n, sw));
+    let mut iterations = 0;
+    while iterations < cfg.max_iters && done.iter().any(|d| !d) {
         iterations += 1;
-        // v_{j+1}·a_{j+1} = Pᵀu_{j+1} − b_j·v_j
-        active_rows(&mut input, us.index_axis(Axis(0), j), &done);
-        sweep.back(&input)?;
+        // P·X
+        sweep.run(first, &block, &count, &done, false)?;
         for r in 0..b {
             if done[r] {
                 continue;
             }
             if scale[r].is_nan() {
-                let lg = sweep.logs[r];
-                if lg == f64::NEG_INFINITY {
-                    // Pᵀu = 0 for the start vector: reported as σ₁ = 0, as a power iteration would
+                let s = (0..count[r]).map(|c| sweep.log(r, c)).fold(f64::NEG_INFINITY, f64::max);
+                if s == f64::NEG_INFINITY {
                     done[r] = true;
                     continue;
                 }
-                scale[r] = lg;
+                scale[r] = s;
             }
-            sweep.scaled_row(r, scale[r], &mut w)?;
-            if j > 0 {
-                let bj = beta[[r, j - 1]];
-                w.iter_mut().zip(vs.slice(s![j - 1, r, ..])).for_each(|(x, v)| *x -= bj * v);
-            }
-            let a = orthogonalise(&mut w, vs.slice(s![..j, r, ..]));
-            alpha[[r, j]] = a;
-            if j == 0 {
-                sigma[r] = a * scale[r].exp();
-                left.row_mut(r).assign(&us.slice(s![0, r, ..]));
-                done[r] = a == 0.0;
-            } else {
-                let c = bidiagonal(&alpha.slice(s![r, ..j]).to_vec(), &beta.slice(s![r, ..j]).to_vec(), 1);
-                let TopTriple { sigma: theta, second, u: z, .. } = top_singular_triple(&c);
-                sigma[r] = theta * scale[r].exp();
-                left.row_mut(r).assign(&z.dot(&us.slice(s![..=j, r, ..])));
-                let res = a * z.get(j).copied().unwrap_or(0.0).abs();
-                ratio2[r] = ratio2[r].max(second / theta);
-                done[r] = error_bound(theta, ratio2[r], res) <= cfg.tol || a == 0.0;
-            }
-            if !done[r] {
-                vs.slice_mut(s![j, r, ..]).iter_mut().zip(&w).for_each(|(v, x)| *v = x / a);
+            for c in 0..count[r] {
+                let k = m[r] + c;
+                vs.slice_mut(s![r, k, ..]).assign(&block.slice(s![r, c, ..]));
+                sweep.scaled(r, c, scale[r], pvs.slice_mut(s![r, k, ..]))?;
+                pblock.slice_mut(s![r, c, ..]).assign(&pvs.slice(s![r, k, ..]));
             }
         }
-        if done.iter().all(|&d| d) {
-            break;
-        }
-        j += 1;
-        // u_{j+1}·b_j = P·v_j − a_j·u_j
-        active_rows(&mut input, vs.index_axis(Axis(0), j - 1), &done);
-        sweep.forward(&input)?;
+        // Pᵀ·P·X
+        sweep.run(first, &pblock, &count, &done, true)?;
         for r in 0..b {
             if done[r] {
                 continue;
             }
-            sweep.scaled_row(r, scale[r], &mut w)?;
-            let aj = alpha[[r, j - 1]];
-            w.iter_mut().zip(us.slice(s![j - 1, r, ..])).for_each(|(x, u)| *x -= aj * u);
-            let bn = orthogonalise(&mut w, us.slice(s![..j, r, ..]));
-            beta[[r, j - 1]] = bn;
-            let sq = bidiagonal(&alpha.slice(s![r, ..j]).to_vec(), &beta.slice(s![r, ..j - 1]).to_vec(), 0);
-            let TopTriple { sigma: theta, second, u: z, v: y } = top_singular_triple(&sq);
-            sigma[r] = theta * scale[r].exp();
-            left.row_mut(r).assign(&z.dot(&us.slice(s![..j, r, ..])));
-            let res = bn * y.get(j - 1).copied().unwrap_or(0.0).abs();
-            // with j = state_width the Krylov space is the whole space: θ is exact
-            ratio2[r] = ratio2[r].max(second / theta);
-            done[r] = error_bound(theta, ratio2[r], res) <= cfg.tol || bn == 0.0 || j == sw;
-            if !done[r] {
-                us.slice_mut(s![j, r, ..]).iter_mut().zip(&w).for_each(|(u, x)| *u = x / bn);
+            for c in 0..count[r] {
+                sweep.scaled(r, c, scale[r], gs.slice_mut(s![r, m[r] + c, ..]))?;
             }
+            let mm = m[r] + count[r];
+            m[r] = mm;
+            // Rayleigh–Ritz: the Ritz values are the singular values of P·V, the square roots of
+            // the eigenvalues of (P·V)ᵀ(P·V)
+            let (lam, y) = {
+                let pv = pvs.slice(s![r, ..mm, ..]);
+                sym_eigen(&pv.dot(&pv.t()))
+            };
+            let y0 = y.row(0);
+            let v = combine(y0, vs.slice(s![r, ..mm, ..]));
+            let pv0 = combine(y0, pvs.slice(s![r, ..mm, ..]));
+            let g0 = combine(y0, gs.slice(s![r, ..mm, ..]));
+            let theta = pv0.dot(&pv0).sqrt();
+            if theta == 0.0 {
+                // P·V = 0 on the whole Krylov space: reported as σ₁ = 0
+                sigma[r] = 0.0;
+                done[r] = true;
+                continue;
+            }
+            let res = g0.iter().zip(&v).map(|(g, v)| (g / theta - theta * v).powi(2)).sum::<f64>().sqrt();
+            let second = lam.get(1).map_or(0.0, |l| l.max(0.0).sqrt());
+            ratio2[r] = ratio2[r].max(second / theta);
+            sigma[r] = theta * scale[r].exp();
+            let k = n.min(mm);
+            for i in 0..n {
+                let mut u = left.slice_mut(s![r, i, ..]);
+                u.fill(0.0);
+                if i < k {
+                    let ui = combine(y.row(i), pvs.slice(s![r, ..mm, ..]));
+                    let nu = ui.dot(&ui).sqrt();
+                    if nu > 0.0 {
+                        u.zip_mut_with(&ui, |d, &s| *d = s / nu);
+                    }
+                }
+            }
+            // with mm = sw the Krylov space is the whole space: θ is exact
+            if error_bound(theta, ratio2[r], res) <= cfg.tol || mm == sw {
+                done[r] = true;
+                continue;
+            }
+            let last = if mb < sw && mm + n > mb {
+                // restart from the top k Ritz vectors (V·Y, with P·V·Y and PᵀP·V·Y by linearity)
+                for a in [&mut vs, &mut pvs, &mut gs] {
+                    let kept: Vec<Array1<f64>> = (0..k).map(|i| combine(y.row(i), a.slice(s![r, ..mm, ..]))).collect();
+                    for (i, row) in kept.iter().enumerate() {
+                        a.slice_mut(s![r, i, ..]).assign(row);
+                    }
+                }
+                m[r] = k;
+                0..k
+            } else {
+                mm - count[r]..mm
+            };
+            // the next block: PᵀP of the last block (or of the kept Ritz vectors) outside V
+            let take = last.len().min(n).min(mb - m[r]);
+            let mut nb = block.index_axis_mut(Axis(0), r);
+            nb.fill(0.0);
+            nb.slice_mut(s![..take, ..]).assign(&gs.slice(s![r, last.start..last.start + take, ..]));
+            count[r] = orth_block(nb, take, vs.slice(s![r, ..m[r], ..]), &mut w);
+            // the Krylov space stopped growing: it is invariant, θ is exact
+            done[r] = count[r] == 0;
         }
-        restart = j == m;
     }
     let converged = done.iter().all(|&d| d);
-    Ok((LagNorm { lag, sigma_max: sigma, iterations, converged }, left.mapv(F::of)))
+    Ok((LagNorm { lag, sigma_max: sigma, iterations, converged }, left))
 }
 
 /// One example's step Jacobian ∂s_t/∂s_{t−1} `[state_width, state_width]` in f64, column j
@@ -566,4 +778,37 @@ pub fn pascanu<F: Float, C: Cell<F>>(cell: &C) -> Result<Pascanu> {
     let spectral_radius = rnnlab_init::spectral_radius(&w)?;
     let bound = 1.0 / gamma;
     Ok(Pascanu::Applicable { gamma, sigma_max, spectral_radius, bound, vanishing_guaranteed: sigma_max < bound })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rnnlab_cells::{LstmConfig, NormConfig, NormLstmConfig, NormPlacement};
+
+    fn pass<C: Cell<f64>>(cell: C, b: usize) -> (Recurrent<f64, C>, SeqCache<f64>) {
+        let mut model = Recurrent::new(vec![cell]).unwrap();
+        let x = Array3::from_shape_fn((4, b, 3), |(t, r, i)| ((t * 5 + r * 3 + i) % 7) as f64 / 7.0 - 0.4);
+        let fwd = model.forward(x.view(), None).unwrap();
+        (model, fwd.cache)
+    }
+
+    #[test]
+    fn tiling_is_used_where_the_buffers_tile_and_refused_where_they_do_not() {
+        // A plain LSTM lays its buffers out row by row: the block runs as one batch. A layer-norm
+        // LSTM keeps its normalisers first and each quantity as a [batch, ·] block, so the
+        // repeated buffers are not its layout at 2·batch: the check refuses, and the block falls
+        // back to one vector (the matches with the explicit products are in crate::tests).
+        let mut rng = rnnlab_core::seeded_rng(3);
+        for b in [1, 3] {
+            let (m, c) = pass(LstmConfig::new(3, 5).init::<f64>(&mut rng).unwrap(), b);
+            let s = Sweep::new(&m.layers()[0], &c, 0, 3).unwrap();
+            assert!(s.tiled && s.copies == BLOCK, "plain LSTM, batch {b}");
+            let cell = NormLstmConfig::new(LstmConfig::new(3, 5), NormConfig::layer(NormPlacement::Full))
+                .init::<f64>(&mut rng)
+                .unwrap();
+            let (m, c) = pass(cell, b);
+            let s = Sweep::new(&m.layers()[0], &c, 0, 3).unwrap();
+            assert!(!s.tiled && s.copies == 1, "layer-norm LSTM, batch {b}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Singular values of a small dense matrix by one-sided Jacobi (Hestenes), in f64.
 
-use ndarray::{Array1, Array2};
+use ndarray::Array2;
 
 /// Sweeps at most; a sweep rotates every column pair once.
 const MAX_SWEEPS: usize = 60;
@@ -19,32 +19,21 @@ pub(crate) fn singular_values(a: Array2<f64>) -> Vec<f64> {
     s
 }
 
-/// The top singular triple of `a` (`[m, n]`, m ≥ n), by the same rotations as
-/// [`singular_values`], accumulated into V.
-pub(crate) struct TopTriple {
-    /// σ₁.
-    pub sigma: f64,
-    /// σ₂ (0 for a single column).
-    pub second: f64,
-    /// A left singular vector `[m]` of σ₁ (0 if σ₁ = 0): a·v = σ₁·u.
-    pub u: Array1<f64>,
-    /// A right singular vector `[n]` of σ₁.
-    pub v: Array1<f64>,
-}
-
-/// σ₁ and σ₂ of `a` (`[m, n]`, m ≥ n) with the singular vectors of σ₁.
-pub(crate) fn top_singular_triple(a: &Array2<f64>) -> TopTriple {
+/// The eigenvalues (largest first) and the eigenvectors (as rows, in the same order) of a
+/// symmetric positive semi-definite `a` (`[n, n]`): its singular values and right singular
+/// vectors, by the same rotations as [`singular_values`], accumulated into V.
+pub(crate) fn sym_eigen(a: &Array2<f64>) -> (Vec<f64>, Array2<f64>) {
     let mut c = a.t().as_standard_layout().to_owned();
     let n = c.nrows();
     // row i of `vt` is column i of V: A·V = C (C's columns are the rotated columns of A)
     let mut vt = Array2::<f64>::eye(n);
     orthogonalise_columns(&mut c, Some(&mut vt));
     let norms: Vec<f64> = c.rows().into_iter().map(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt()).collect();
-    let (k, sigma) =
-        norms.iter().copied().enumerate().fold((0, 0.0), |best, (i, s)| if s > best.1 { (i, s) } else { best });
-    let second = norms.iter().enumerate().filter(|&(i, _)| i != k).fold(0.0f64, |m, (_, &s)| m.max(s));
-    let u = if sigma > 0.0 { c.row(k).mapv(|x| x / sigma) } else { Array1::zeros(c.ncols()) };
-    TopTriple { sigma, second, u, v: vt.row(k).to_owned() }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| norms[j].total_cmp(&norms[i]));
+    let values = order.iter().map(|&i| norms[i]).collect();
+    let vectors = Array2::from_shape_fn((n, n), |(i, j)| vt[[order[i], j]]);
+    (values, vectors)
 }
 
 /// One-sided Jacobi on the rows of `c` (the columns of the matrix): rotates pairs until every
@@ -115,29 +104,25 @@ mod tests {
     }
 
     #[test]
-    fn top_singular_triple_of_known_matrices() {
-        // [1 2; 2 4; 0 0] = [1;2;0]·[1 2]: σ₁ = √5·√5 = 5, u = [1, 2, 0]/√5, v = [1, 2]/√5
-        let a = array![[1.0, 2.0], [2.0, 4.0], [0.0, 0.0]];
-        let TopTriple { sigma: s, second, u, v } = top_singular_triple(&a);
-        assert!(second.abs() < 1e-14, "{second}");
-        let r5 = 5f64.sqrt();
-        assert!((s - 5.0).abs() < 1e-14, "{s}");
-        let sign = u[0].signum();
-        for (got, want) in u.iter().zip([1.0 / r5, 2.0 / r5, 0.0]) {
-            assert!((got * sign - want).abs() < 1e-14, "{u}");
+    fn sym_eigen_of_known_matrices() {
+        // [2 1; 1 2]: λ = 3 with (1, 1)/√2, λ = 1 with (1, −1)/√2
+        let (l, v) = sym_eigen(&array![[2.0, 1.0], [1.0, 2.0]]);
+        assert!((l[0] - 3.0).abs() < 1e-14 && (l[1] - 1.0).abs() < 1e-14, "{l:?}");
+        let r = 0.5f64.sqrt();
+        assert!((v[[0, 0]].abs() - r).abs() < 1e-14 && (v[[0, 0]] - v[[0, 1]]).abs() < 1e-14, "{v}");
+        assert!((v[[1, 0]] + v[[1, 1]]).abs() < 1e-14, "{v}");
+        // a random Gram matrix BᵀB (5×4 B): A·v_i = λ_i·v_i, λ_i = σ_i(B)², largest first
+        let b = Array2::from_shape_fn((5, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f64 - 5.0);
+        let a = b.t().dot(&b);
+        let (l, v) = sym_eigen(&a);
+        let sv = singular_values(b);
+        for i in 0..4 {
+            assert!((l[i] - sv[i] * sv[i]).abs() < 1e-12 * l[0], "{l:?} vs {sv:?}");
+            let av = a.dot(&v.row(i));
+            assert!(av.iter().zip(v.row(i)).all(|(x, y)| (x - l[i] * y).abs() < 1e-11 * l[0]));
         }
-        for (got, want) in v.iter().zip([1.0 / r5, 2.0 / r5]) {
-            assert!((got * sign - want).abs() < 1e-14, "{v}");
-        }
-        // a random 5×4: a·v = σ₁·u, aᵀ·u = σ₁·v, σ₁ = the largest of singular_values
-        let a = Array2::from_shape_fn((5, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f64 - 5.0);
-        let TopTriple { sigma: s, second, u, v } = top_singular_triple(&a);
-        let all = singular_values(a.clone());
-        assert!((s - all[0]).abs() < 1e-12 * s && (second - all[1]).abs() < 1e-12 * s);
-        assert!((&a.dot(&v) - &(&u * s)).iter().all(|x| x.abs() < 1e-12 * s));
-        assert!((&a.t().dot(&u) - &(&v * s)).iter().all(|x| x.abs() < 1e-12 * s));
-        // zero: σ₁ = 0, u = 0
-        let TopTriple { sigma: s, u, .. } = top_singular_triple(&Array2::zeros((3, 2)));
-        assert!(s == 0.0 && u.iter().all(|&x| x == 0.0));
+        // zero: every eigenvalue 0
+        let (l, _) = sym_eigen(&Array2::zeros((3, 3)));
+        assert!(l.iter().all(|&x| x == 0.0));
     }
 }
