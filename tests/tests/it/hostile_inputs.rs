@@ -301,7 +301,7 @@ fn crc64_xz(bytes: &[u8]) -> u64 {
 }
 
 /// A `state.json` of format 2 around `body`, as the train README documents it.
-fn seal(body: &[u8]) -> Vec<u8> {
+pub(crate) fn seal(body: &[u8]) -> Vec<u8> {
     let mut out =
         format!("{{\n\"format_version\": 2,\n\"checksum\": \"crc64-xz:{:016x}\",\n\"state\": ", crc64_xz(body))
             .into_bytes();
@@ -373,15 +373,15 @@ proptest! {
     }
 
     /// `state.json` edited by a writer that knows the format (the body's structure edited,
-    /// then sealed again, so the checksum passes): `Err` or a finite `Ok`. Left alone here:
-    /// the saved config (its parser has its own property above), and the optimizer's
-    /// per-parameter step counters — a counter of `u64::MAX` loads, and the next step
-    /// overflows in `rnnlab-optim` (a panic in debug builds; issue 15, class 4).
+    /// then sealed again, so the checksum passes): `Err` or a finite `Ok`, the optimizer's
+    /// step counters included (a counter at `u64::MAX` is refused on load). Left alone here:
+    /// the saved config (its parser has its own property above, and `limits.rs` resumes a
+    /// sealed state whose config asks for too much under a memory limit).
     #[test]
     fn a_resealed_edited_state_is_err_or_finite(edits in prop::collection::vec(json_edit(), 1..3)) {
         let (model, state) = checkpoint();
         let v: Value = serde_json::from_slice(state).expect("json");
-        let skip = |p: &str| p.starts_with("/config") || (p.starts_with("/optimizer/params/") && p.ends_with("/step"));
+        let skip = |p: &str| p.starts_with("/config");
         let body = apply_json(v["state"].clone(), &edits, &skip);
         let dir = scratch("state-sealed");
         resume_is_err_or_finite(&dir, model, &seal(&serde_json::to_vec_pretty(&body).expect("json")))?;

@@ -110,13 +110,20 @@ fn hostile_sizes() -> usize {
     let dir = std::env::temp_dir().join(format!("rnnlab-limits-{}", std::process::id()));
     let cfg: TrainConfig = serde_json::from_value(base()).expect("valid");
     Trainer::<f32>::new(cfg).and_then(|t| t.save_checkpoint(&dir)).expect("a small checkpoint saves");
-    let state_path = dir.join(rnnlab_train::STATE_FILE);
+    // The newest checkpoint's state, edited and sealed again (a writer that knows the format,
+    // so the checksum passes and the config's limits are what refuses it).
+    let latest = rnnlab_train::latest_checkpoint(&dir).expect("listed").expect("saved");
+    let state_path = latest.join(rnnlab_train::STATE_FILE);
     let mut state: Value = serde_json::from_slice(&std::fs::read(&state_path).expect("written")).expect("json");
-    state["config"]["model"]["hidden_dim"] = json!(1_000_000_000u64);
-    std::fs::write(&state_path, serde_json::to_vec(&state).expect("json")).expect("writable");
+    state["state"]["config"]["model"]["hidden_dim"] = json!(1_000_000_000u64);
+    let body = serde_json::to_vec(&state["state"]).expect("json");
+    std::fs::write(&state_path, crate::hostile_inputs::seal(&body)).expect("writable");
     match Trainer::<f32>::resume(&dir) {
         Ok(_) => panic!("an edited state.json asking for 10⁹ units was resumed"),
-        Err(e) => count(e),
+        Err(e) => {
+            assert!(e.to_string().contains("hidden_dim"), "refused by the limit, not the checksum: {e}");
+            count(e)
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     n
