@@ -61,7 +61,7 @@ pub enum OutputGrad<'a, F> {
 
 /// What [`Recurrent::forward`] keeps for [`Recurrent::backward`]: per layer the input
 /// projections `[T·B, proj_dim]`, all states `[(T+1)·B, state_width]` and the cells' caches
-/// `[T, cache_len]` — O(T·B·gates·H) values — and the [`Stamp`] of the stack and parameters
+/// `[T, cache_len]` — O(T·B·gates·H) values — and the stamp of the stack and parameters
 /// that made it, which the backward pass checks.
 #[derive(Clone, Debug)]
 pub struct SeqCache<F> {
